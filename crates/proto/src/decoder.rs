@@ -1,0 +1,238 @@
+//! Incremental decoding of traffic: frames into whole messages and commands.
+
+use bytes::{Buf, Bytes, BytesMut};
+use smallvec::SmallVec;
+
+use crate::command::Command;
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, MAX_HEADER_LEN};
+use crate::message::Message;
+
+/// Default maximum message size: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+
+/// Largest command body accepted. Commands carry metadata, subscriptions and
+/// heartbeats, never bulk data; the bound keeps a hostile peer from making us
+/// buffer a huge "command".
+pub const MAX_COMMAND_SIZE: usize = 64 << 10;
+
+/// One unit of traffic: a whole message or a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A complete message, all of its frames.
+    Message(Message),
+    /// A command.
+    Command(Command),
+}
+
+/// Turns a byte stream into [`Item`]s, whatever the split points of the input.
+///
+/// Like tokio-util's codecs: `decode` returns `Ok(None)` when it needs more bytes
+/// (having reserved room for them in `src`), and an error when the stream is corrupt.
+/// Sizes read from the wire are checked against the limits before any memory is
+/// reserved for them.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use conduit_proto::{Decoder, Item, Message};
+///
+/// let mut decoder = Decoder::new(1024);
+/// let mut src = BytesMut::from(&b"\x01\x02hi\x00\x05there"[..]);
+/// let item = decoder.decode(&mut src).unwrap().unwrap();
+/// assert_eq!(item, Item::Message(Message::from_frames(["hi", "there"])));
+/// assert_eq!(decoder.decode(&mut src).unwrap(), None);
+/// ```
+#[derive(Debug)]
+pub struct Decoder {
+    max_message_size: usize,
+    frames: SmallVec<[Bytes; 1]>,
+    message_size: u64,
+}
+
+impl Decoder {
+    /// A decoder that refuses messages larger than `max_message_size` bytes in total.
+    pub fn new(max_message_size: usize) -> Decoder {
+        Decoder {
+            max_message_size,
+            frames: SmallVec::new(),
+            message_size: 0,
+        }
+    }
+
+    /// Whether the decoder is between messages: no frames of a multipart message
+    /// are held. A stream that ends while this is false was truncated.
+    pub fn is_between_messages(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Decodes the next item from the front of `src`, consuming its bytes.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
+        loop {
+            let Some((header, header_len)) = FrameHeader::parse(src)? else {
+                src.reserve(MAX_HEADER_LEN);
+                return Ok(None);
+            };
+            if header.command {
+                if !self.frames.is_empty() {
+                    return Err(ProtocolError::CommandInsideMessage);
+                }
+                if header.len > MAX_COMMAND_SIZE as u64 {
+                    return Err(ProtocolError::CommandTooLarge {
+                        size: header.len,
+                        max: MAX_COMMAND_SIZE,
+                    });
+                }
+            } else {
+                let size = self.message_size.saturating_add(header.len);
+                if size > self.max_message_size as u64 {
+                    return Err(ProtocolError::MessageTooLarge {
+                        size,
+                        max: self.max_message_size,
+                    });
+                }
+            }
+            // Within the limits checked above, so it fits in usize.
+            let body_len = header.len as usize;
+            let frame_len = header_len + body_len;
+            if src.len() < frame_len {
+                src.reserve(frame_len - src.len());
+                return Ok(None);
+            }
+            src.advance(header_len);
+            let body = src.split_to(body_len).freeze();
+            if header.command {
+                return Command::parse(body).map(|c| Some(Item::Command(c)));
+            }
+            self.frames.push(body);
+            self.message_size += header.len;
+            if !header.more {
+                self.message_size = 0;
+                let frames = std::mem::take(&mut self.frames);
+                return Ok(Some(Item::Message(Message::from_iter(frames))));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::put_message;
+
+    /// Decodes `input` fed in pieces ending at each of `cuts`.
+    fn decode_in_pieces(
+        input: &[u8],
+        cuts: &[usize],
+        max: usize,
+    ) -> Result<Vec<Item>, ProtocolError> {
+        let mut decoder = Decoder::new(max);
+        let mut src = BytesMut::new();
+        let mut items = Vec::new();
+        let mut start = 0;
+        for &end in cuts.iter().chain(std::iter::once(&input.len())) {
+            src.extend_from_slice(&input[start..end]);
+            start = end;
+            while let Some(item) = decoder.decode(&mut src)? {
+                items.push(item);
+            }
+        }
+        assert!(src.is_empty(), "bytes left over");
+        Ok(items)
+    }
+
+    /// Two messages and a command, with short and long frames.
+    fn fixture() -> (Vec<u8>, Vec<Item>) {
+        let mut wire = Vec::new();
+        wire.extend_from_slice(b"\x01\x03abc\x00\x00"); // ["abc", ""]
+        wire.extend_from_slice(b"\x04\x07\x04PONGxy"); // PONG "xy"
+        wire.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x00]); // 256 bytes
+        wire.extend_from_slice(&[7u8; 256]);
+        let items = vec![
+            Item::Message(Message::from_frames(["abc", ""])),
+            Item::Command(Command::Pong {
+                context: Bytes::from_static(b"xy"),
+            }),
+            Item::Message(Message::from(vec![7u8; 256])),
+        ];
+        (wire, items)
+    }
+
+    #[test]
+    fn every_single_split_point_gives_the_same_items() {
+        let (wire, expected) = fixture();
+        for cut in 0..=wire.len() {
+            assert_eq!(
+                decode_in_pieces(&wire, &[cut], 1 << 20).unwrap(),
+                expected,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_pair_of_split_points_gives_the_same_items() {
+        let (wire, expected) = fixture();
+        for a in 0..=wire.len() {
+            for b in (a..=wire.len()).step_by(7) {
+                assert_eq!(decode_in_pieces(&wire, &[a, b], 1 << 20).unwrap(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let (wire, expected) = fixture();
+        let cuts: Vec<usize> = (1..wire.len()).collect();
+        assert_eq!(decode_in_pieces(&wire, &cuts, 1 << 20).unwrap(), expected);
+    }
+
+    #[test]
+    fn message_size_limit_counts_all_frames() {
+        let mut wire = BytesMut::new();
+        put_message(&mut wire, &Message::from_frames(["12345", "67890"]));
+        assert_eq!(decode_in_pieces(&wire, &[], 10).unwrap().len(), 1);
+        assert_eq!(
+            decode_in_pieces(&wire, &[], 9),
+            Err(ProtocolError::MessageTooLarge { size: 10, max: 9 })
+        );
+    }
+
+    #[test]
+    fn a_huge_announced_frame_fails_before_reserving_memory() {
+        let mut decoder = Decoder::new(DEFAULT_MAX_MESSAGE_SIZE);
+        let mut src = BytesMut::from(&[0x02, 0x40, 0, 0, 0, 0, 0, 0, 0][..]); // 2^62 bytes
+        let err = decoder.decode(&mut src).unwrap_err();
+        assert!(matches!(err, ProtocolError::MessageTooLarge { size, .. } if size == 1 << 62));
+        assert!(src.capacity() < 1024);
+        let mut src = BytesMut::from(&[0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF][..]);
+        assert!(matches!(
+            decoder.decode(&mut src),
+            Err(ProtocolError::CommandTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_large_frame_reserves_exactly_its_size_once() {
+        let mut decoder = Decoder::new(DEFAULT_MAX_MESSAGE_SIZE);
+        let mut src = BytesMut::from(&[0x02, 0, 0, 0, 0, 0, 0x10, 0, 0][..]); // 1 MiB
+        assert_eq!(decoder.decode(&mut src), Ok(None));
+        assert!(src.capacity() >= 9 + (1 << 20));
+    }
+
+    #[test]
+    fn command_inside_a_multipart_message_is_a_violation() {
+        let wire = b"\x01\x01a\x04\x05\x04PING";
+        assert_eq!(
+            decode_in_pieces(wire, &[], 100),
+            Err(ProtocolError::CommandInsideMessage)
+        );
+    }
+
+    #[test]
+    fn truncation_is_visible_between_frames() {
+        let mut decoder = Decoder::new(100);
+        let mut src = BytesMut::from(&b"\x01\x01a"[..]);
+        assert_eq!(decoder.decode(&mut src), Ok(None));
+        assert!(!decoder.is_between_messages());
+    }
+}
