@@ -114,6 +114,13 @@ impl SendBuffer {
         n
     }
 
+    /// Drops everything pending.
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail.clear();
+        self.len = 0;
+    }
+
     /// A copy of all pending bytes, in order (for tests and in-memory drivers).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len);

@@ -1,0 +1,531 @@
+//! `Channel`: a two-way, one-peer, whole-message channel over a stream socket.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use conduit_proto::{Command, Handshake, Message, PeerInfo, SendBuffer, SocketType};
+
+use crate::endpoint::Endpoint;
+use crate::error::{
+    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use crate::options::Options;
+use crate::pipe::{PipeReceiver, PipeSender};
+use crate::reader::{Reader, RecvFail};
+use crate::transport::socket::SocketStream;
+use crate::transport::{self, Listen, Transport, Wait};
+use crate::writer::{SendFail, Writer};
+
+/// Configures and opens [`Channel`]s and [`Listener`]s.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use conduit::Channel;
+///
+/// let ch = Channel::builder()
+///     .max_message_size(1 << 20)
+///     .connect_timeout(Duration::from_secs(5)) // the server may not be up yet
+///     .connect("ipc:///tmp/feed.sock")?;
+/// # Ok::<(), conduit::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ChannelBuilder {
+    options: Options,
+}
+
+impl Default for ChannelBuilder {
+    fn default() -> Self {
+        ChannelBuilder {
+            options: Options::new(SocketType::Pair),
+        }
+    }
+}
+
+impl ChannelBuilder {
+    /// A builder with the defaults: PAIR, 64 MiB messages, a 5 s handshake, a
+    /// high-water mark of 1000 messages, and closing that waits for everything
+    /// queued to go out.
+    pub fn new() -> ChannelBuilder {
+        ChannelBuilder::default()
+    }
+
+    /// The socket type this channel announces (default PAIR).
+    ///
+    /// A channel moves messages as they are; it does not add envelopes or filter.
+    /// Announcing another type lets it talk to, say, a libzmq PUSH socket as a
+    /// PULL. For the patterns themselves use [`Socket`](crate::Socket).
+    pub fn socket_type(mut self, socket_type: SocketType) -> Self {
+        self.options.local.socket_type = socket_type;
+        self
+    }
+
+    /// The identity sent to a ROUTER peer.
+    pub fn identity(mut self, identity: impl Into<Bytes>) -> Self {
+        self.options.local.identity = identity.into();
+        self
+    }
+
+    /// Adds a property to our READY, for example an application `X-` property.
+    pub fn property(mut self, name: &str, value: impl Into<Bytes>) -> Result<Self, Error> {
+        self.options
+            .local
+            .properties
+            .insert(name, value)
+            .map_err(|e| Error::Unsupported(e.to_string()))?;
+        Ok(self)
+    }
+
+    /// Largest message accepted from the peer (default 64 MiB). A larger one breaks
+    /// the channel with an error before any memory is reserved for it.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.options.max_message_size = bytes;
+        self
+    }
+
+    /// How long the peer has to complete the handshake (default 5 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.options.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long [`close`](Channel::close) and drop may wait for queued messages to
+    /// reach the peer. Default: as long as it takes, like libzmq's linger of -1.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.options.linger = Some(linger);
+        self
+    }
+
+    /// Messages queued while the peer is not keeping up before `send` waits
+    /// (default 1000, libzmq's `ZMQ_SNDHWM`).
+    pub fn send_hwm(mut self, messages: usize) -> Self {
+        self.options.sndhwm = messages;
+        self
+    }
+
+    /// Keep retrying a connect that is refused, or whose `ipc` path does not exist
+    /// yet, for this long (default: try once).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
+    /// Permission bits of `ipc://` socket files this builder binds (default 0o600,
+    /// owner only).
+    pub fn ipc_mode(mut self, mode: u32) -> Self {
+        self.options.ipc_mode = mode;
+        self
+    }
+
+    /// Connects to `endpoint` and completes the handshake.
+    pub fn connect(&self, endpoint: &str) -> Result<Channel, Error> {
+        let endpoint: Endpoint = endpoint.parse()?;
+        let deadline = Instant::now() + self.options.connect_timeout;
+        let mut pause = Duration::from_millis(10);
+        let stream = loop {
+            match transport::connect(&endpoint) {
+                Ok(stream) => break stream,
+                Err(e) if is_not_up_yet(&e) && Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        Channel::establish(stream, self.options.clone())
+    }
+
+    /// Binds `endpoint` for [`Listener::accept`].
+    pub fn listen(&self, endpoint: &str) -> Result<Listener, Error> {
+        let endpoint: Endpoint = endpoint.parse()?;
+        Ok(Listener {
+            listen: Listen::bind(&endpoint, self.options.ipc_mode)?,
+            options: self.options.clone(),
+        })
+    }
+
+    /// Binds `endpoint`, accepts one peer, and stops listening.
+    pub fn bind(&self, endpoint: &str) -> Result<Channel, Error> {
+        self.listen(endpoint)?.accept()
+    }
+
+    /// Two connected channels over a socket pair: for threads, or for a parent and
+    /// the child it hands one end to (see [`process`](crate::process)).
+    pub fn pair(&self) -> Result<(Channel, Channel), Error> {
+        let (a, b) = std::os::unix::net::UnixStream::pair()
+            .map_err(|e| Error::io("cannot create a socket pair", e))?;
+        let wrap = |s: std::os::unix::net::UnixStream| {
+            Channel::start(
+                SocketStream::new(s.into(), transport::socket::Family::Unix),
+                self.options.clone(),
+            )
+        };
+        let (a, b) = (wrap(a)?, wrap(b)?);
+        // Both greetings are in the socket buffers now, so both handshakes complete
+        // without waiting on another thread.
+        a.ensure_ready(Wait::timeout(self.options.handshake_timeout))
+            .and_then(|_| b.ensure_ready(Wait::timeout(self.options.handshake_timeout)))
+            .map_err(|f| f.into_error(self.options.handshake_timeout))?;
+        Ok((a, b))
+    }
+
+    /// Opens the channel end this process's parent handed it (see
+    /// [`process`](crate::process)).
+    pub fn from_parent(&self) -> Result<Channel, Error> {
+        let fd = crate::process::take_from_parent(crate::process::EndKind::Socket)?;
+        Channel::start(
+            SocketStream::new(fd, transport::socket::Family::Unix),
+            self.options.clone(),
+        )
+    }
+
+    /// A pipe with these options: a sending end and a receiving end. Only the
+    /// message size, high-water mark and linger options apply to pipes.
+    pub fn pipe(&self) -> Result<(PipeSender, PipeReceiver), Error> {
+        let (read, write) = crate::pipe::os_pipe()?;
+        Ok((
+            PipeSender::open(write, self.options.clone())?,
+            PipeReceiver::open(read, self.options.clone())?,
+        ))
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.options
+    }
+}
+
+fn is_not_up_yet(e: &Error) -> bool {
+    e.io_error().is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+        )
+    })
+}
+
+/// A bound endpoint that accepts channels.
+///
+/// ```no_run
+/// let listener = conduit::Listener::bind("tcp://127.0.0.1:5555")?;
+/// for channel in listener.incoming() {
+///     let channel = channel?;
+///     let request = channel.recv()?;
+///     channel.send(request)?; // echo
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Listener {
+    listen: Listen,
+    options: Options,
+}
+
+impl Listener {
+    /// Binds `endpoint` with the default options.
+    pub fn bind(endpoint: &str) -> Result<Listener, Error> {
+        ChannelBuilder::new().listen(endpoint)
+    }
+
+    /// The bound endpoint, with the actual port if the OS picked it.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.listen.endpoint()
+    }
+
+    /// Waits for a peer and completes the handshake with it. A peer that fails the
+    /// handshake is dropped and reported; the listener stays usable.
+    pub fn accept(&self) -> Result<Channel, Error> {
+        Channel::establish(self.listen.accept()?, self.options.clone())
+    }
+
+    /// Accepts channels forever.
+    pub fn incoming(&self) -> impl Iterator<Item = Result<Channel, Error>> + '_ {
+        std::iter::repeat_with(|| self.accept())
+    }
+}
+
+/// Handshake progress of a channel.
+#[derive(Debug)]
+enum HandshakeState {
+    Pending(Box<Handshake>),
+    Failed(Error),
+}
+
+/// A two-way channel to one peer, carrying whole messages, speaking ZMTP 3.1.
+///
+/// Open one with [`Channel::connect`], [`Channel::bind`], a [`Listener`], or
+/// [`Channel::pair`]. The peer can be another conduit channel or any ZeroMQ PAIR
+/// socket (libzmq, pyzmq, JeroMQ).
+///
+/// Every method takes `&self`: one thread may receive while another sends. A
+/// message is always received whole: `recv` never returns part of one.
+///
+/// Dropping a channel closes it as [`close`](Self::close) does, ignoring errors.
+///
+/// ```
+/// let (a, b) = conduit::Channel::pair()?;
+/// a.send("ping")?;
+/// assert_eq!(b.recv()?.concat(), "ping");
+/// b.send(conduit::Message::from_frames(["two", "frames"]))?;
+/// assert_eq!(a.recv()?.len(), 2);
+/// drop(a);
+/// assert!(matches!(b.recv(), Err(conduit::RecvError::Closed)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Channel {
+    stream: Arc<SocketStream>,
+    reader: Reader,
+    writer: Writer,
+    peer: OnceLock<PeerInfo>,
+    handshake: Mutex<HandshakeState>,
+    options: Options,
+    closed: bool,
+}
+
+/// Why an operation could not get past the handshake.
+enum NotReady {
+    WouldBlock,
+    Failed(Error),
+}
+
+impl NotReady {
+    fn into_error(self, timeout: Duration) -> Error {
+        match self {
+            NotReady::WouldBlock => Error::HandshakeTimeout(timeout),
+            NotReady::Failed(e) => e,
+        }
+    }
+}
+
+impl Channel {
+    /// Connects to `endpoint` (`tcp://host:port` or `ipc://path`) with the default
+    /// options, and completes the handshake.
+    pub fn connect(endpoint: &str) -> Result<Channel, Error> {
+        ChannelBuilder::new().connect(endpoint)
+    }
+
+    /// Binds `endpoint`, waits for one peer, completes the handshake, and stops
+    /// listening. Use a [`Listener`] to accept more than one.
+    pub fn bind(endpoint: &str) -> Result<Channel, Error> {
+        ChannelBuilder::new().bind(endpoint)
+    }
+
+    /// Two connected channels over a socket pair.
+    pub fn pair() -> Result<(Channel, Channel), Error> {
+        ChannelBuilder::new().pair()
+    }
+
+    /// Opens the channel end this process's parent handed it when it spawned this
+    /// process with [`process::spawn_with_channel`](crate::process::spawn_with_channel).
+    ///
+    /// ```no_run
+    /// let parent = conduit::Channel::from_parent()?;
+    /// let job = parent.recv()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_parent() -> Result<Channel, Error> {
+        ChannelBuilder::new().from_parent()
+    }
+
+    /// A builder for channels with other options.
+    pub fn builder() -> ChannelBuilder {
+        ChannelBuilder::new()
+    }
+
+    /// Wraps a connected stream and sends our greeting and READY; the peer's are
+    /// read on first use, so that a parent can create a channel before its child
+    /// has started.
+    pub(crate) fn start(stream: SocketStream, options: Options) -> Result<Channel, Error> {
+        let stream = Arc::new(stream);
+        let transport: Arc<dyn Transport> = stream.clone();
+        let handshake = Handshake::new(options.local.clone());
+        let writer = Writer::new(transport.clone(), options.sndhwm);
+        let mut opening = SendBuffer::new();
+        handshake.start(&mut opening);
+        writer.send_raw(&mut opening, Wait::timeout(options.handshake_timeout))?;
+        Ok(Channel {
+            reader: Reader::new(transport, options.max_message_size),
+            writer,
+            stream,
+            peer: OnceLock::new(),
+            handshake: Mutex::new(HandshakeState::Pending(Box::new(handshake))),
+            options,
+            closed: false,
+        })
+    }
+
+    /// [`start`](Self::start), then completes the handshake within its timeout.
+    fn establish(stream: SocketStream, options: Options) -> Result<Channel, Error> {
+        let timeout = options.handshake_timeout;
+        let channel = Channel::start(stream, options)?;
+        channel
+            .ensure_ready(Wait::timeout(timeout))
+            .map_err(|f| f.into_error(timeout))?;
+        Ok(channel)
+    }
+
+    /// Completes the handshake if it is not complete yet.
+    fn ensure_ready(&self, wait: Wait) -> Result<&PeerInfo, NotReady> {
+        if let Some(peer) = self.peer.get() {
+            return Ok(peer);
+        }
+        let mut state = self.handshake.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(peer) = self.peer.get() {
+            return Ok(peer);
+        }
+        let handshake = match &mut *state {
+            HandshakeState::Failed(e) => return Err(NotReady::Failed(e.clone())),
+            HandshakeState::Pending(h) => h,
+        };
+        match self.reader.handshake(handshake, wait) {
+            Ok(peer) => Ok(self.peer.get_or_init(|| peer)),
+            Err(RecvFail::WouldBlock) => Err(NotReady::WouldBlock),
+            Err(fail) => {
+                let error = match fail {
+                    RecvFail::Broken(e) => e,
+                    _ => Error::ClosedDuringHandshake,
+                };
+                if let Error::Protocol(p) = &error {
+                    if handshake.peer_greeting().is_some() {
+                        self.tell_peer(p);
+                    }
+                }
+                let _ = self.stream.shutdown_write();
+                *state = HandshakeState::Failed(error.clone());
+                Err(NotReady::Failed(error))
+            }
+        }
+    }
+
+    /// Sends the peer an ERROR saying why we are dropping it, if the error is one
+    /// to report.
+    fn tell_peer(&self, error: &conduit_proto::ProtocolError) {
+        if let Some(reason) = error.error_reason() {
+            if self.writer.send_command(&Command::Error(reason)).is_ok() {
+                let _ = self.writer.flush(Wait::timeout(Duration::from_millis(100)));
+            }
+        }
+    }
+
+    /// What the peer announced in its handshake, once the handshake is complete.
+    pub fn peer(&self) -> Option<&PeerInfo> {
+        self.peer.get()
+    }
+
+    /// Sends a message, waiting while the peer is not keeping up.
+    ///
+    /// Returns once the message is queued or written; [`flush`](Self::flush) or
+    /// [`close`](Self::close) wait until everything reached the OS.
+    pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
+        self.send_within(message.into(), Wait::Forever)
+            .map_err(SendFail::into_send)
+    }
+
+    /// Sends a message only if that needs no waiting.
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        self.send_within(message.into(), Wait::Never)
+            .map_err(SendFail::into_try)
+    }
+
+    /// Sends a message, waiting at most `timeout` for room.
+    pub fn send_timeout(
+        &self,
+        message: impl Into<Message>,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        self.send_within(message.into(), Wait::timeout(timeout))
+            .map_err(SendFail::into_timeout)
+    }
+
+    fn send_within(&self, message: Message, wait: Wait) -> Result<(), SendFail> {
+        match self.ensure_ready(wait) {
+            Ok(_) => self.writer.send(message, wait),
+            Err(NotReady::WouldBlock) => Err(SendFail::WouldBlock(message)),
+            Err(NotReady::Failed(error)) => Err(SendFail::Broken(SendError { message, error })),
+        }
+    }
+
+    /// Receives the next message, waiting until one has arrived whole.
+    ///
+    /// [`RecvError::Closed`] means the peer closed cleanly after its last message;
+    /// it is not an error. A peer that dies partway through a message gives
+    /// [`Error::Truncated`].
+    pub fn recv(&self) -> Result<Message, RecvError> {
+        self.recv_within(Wait::Forever).map_err(RecvFail::into_recv)
+    }
+
+    /// Receives a message only if one has arrived whole already.
+    pub fn try_recv(&self) -> Result<Message, TryRecvError> {
+        self.recv_within(Wait::Never).map_err(RecvFail::into_try)
+    }
+
+    /// Receives the next message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
+        self.recv_within(Wait::timeout(timeout))
+            .map_err(RecvFail::into_timeout)
+    }
+
+    fn recv_within(&self, wait: Wait) -> Result<Message, RecvFail> {
+        match self.ensure_ready(wait) {
+            Ok(_) => {}
+            Err(NotReady::WouldBlock) => return Err(RecvFail::WouldBlock),
+            Err(NotReady::Failed(e)) => return Err(RecvFail::Broken(e)),
+        }
+        let result = self.reader.recv(wait, |cmd| self.on_command(cmd));
+        match &result {
+            Ok(_) => self.writer.note_received(),
+            Err(RecvFail::Broken(Error::Protocol(p))) => self.tell_peer(p),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Handles a command that arrived between messages.
+    fn on_command(&self, cmd: Command) -> Result<(), Error> {
+        match cmd {
+            Command::Ping { context, .. } => {
+                // A peer that pings while we are sending to it may find the stream
+                // broken; that is reported by the send, not here.
+                let _ = self.writer.send_command(&Command::Pong { context });
+                Ok(())
+            }
+            Command::Error(reason) => Err(Error::Protocol(
+                conduit_proto::ProtocolError::PeerError(reason),
+            )),
+            // PONG is only a sign of life; a PAIR peer has no use for subscriptions,
+            // and ZMTP says to ignore commands we do not know.
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until every queued message has been handed to the OS.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.writer.flush(Wait::Forever)
+    }
+
+    /// Closes the channel: everything sent before reaches the peer (within the
+    /// linger time), then the peer's `recv` reports [`RecvError::Closed`].
+    ///
+    /// Returns an error if queued messages could not be delivered.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.closed = true;
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<(), Error> {
+        let linger = self.options.linger_wait();
+        let result = self.writer.close(linger);
+        // Unread input would make closing a socket send a reset instead of a FIN.
+        self.reader.discard_pending();
+        self.stream.wait_acknowledged(linger);
+        result
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.shutdown();
+        }
+    }
+}

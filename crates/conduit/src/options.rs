@@ -1,0 +1,52 @@
+//! Options shared by channels and pipes, with libzmq's defaults where libzmq has one.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use conduit_proto::{DEFAULT_MAX_MESSAGE_SIZE, LocalInfo, Properties, SocketType};
+
+use crate::transport::Wait;
+
+/// Default high-water mark: messages queued per peer before senders wait (libzmq's
+/// `ZMQ_SNDHWM`).
+pub const DEFAULT_HWM: usize = 1000;
+
+/// Default time a peer has to complete the greeting and READY exchange.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) local: LocalInfo,
+    pub(crate) max_message_size: usize,
+    pub(crate) handshake_timeout: Duration,
+    /// How long closing may wait for queued messages to go out; `None`: as long as
+    /// it takes (libzmq's default linger of -1).
+    pub(crate) linger: Option<Duration>,
+    pub(crate) sndhwm: usize,
+    /// Keep retrying a refused connect for this long (0: try once).
+    pub(crate) connect_timeout: Duration,
+    /// Permission bits of an `ipc://` socket file.
+    pub(crate) ipc_mode: u32,
+}
+
+impl Options {
+    pub(crate) fn new(socket_type: SocketType) -> Options {
+        Options {
+            local: LocalInfo {
+                socket_type,
+                identity: Bytes::new(),
+                properties: Properties::new(),
+            },
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            linger: None,
+            sndhwm: DEFAULT_HWM,
+            connect_timeout: Duration::ZERO,
+            ipc_mode: 0o600,
+        }
+    }
+
+    pub(crate) fn linger_wait(&self) -> Wait {
+        self.linger.map_or(Wait::Forever, Wait::timeout)
+    }
+}

@@ -1,0 +1,143 @@
+//! Stream sockets (Unix domain and TCP) as a [`Transport`].
+//!
+//! The descriptor stays in blocking mode, so a blocking receive or send is a single
+//! system call: that is what keeps round-trip latency at the raw socket's. The
+//! non-blocking and deadline variants ask for `MSG_DONTWAIT` per call and poll in
+//! between.
+
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags, Shutdown};
+
+use super::{Interest, Transport, Wait, retry_until_ready};
+
+/// Which family a socket belongs to, for messages and options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Family {
+    Unix,
+    Tcp,
+}
+
+#[derive(Debug)]
+pub(crate) struct SocketStream {
+    fd: OwnedFd,
+    family: Family,
+}
+
+impl SocketStream {
+    /// Wraps a connected stream socket; it must be in blocking mode.
+    pub(crate) fn new(fd: OwnedFd, family: Family) -> SocketStream {
+        SocketStream { fd, family }
+    }
+
+    /// Bytes written but not yet acknowledged by the peer's kernel (TCP), or not
+    /// yet read by the peer (Unix).
+    fn unsent(&self) -> io::Result<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid.
+        let rc = unsafe { libc::ioctl(self.fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n.max(0) as usize)
+    }
+
+    /// Whether the connection is over in both directions (reset, or both sides shut
+    /// down): then the peer can send nothing more that would provoke a reset.
+    fn hung_up(&self) -> bool {
+        let mut fds = [rustix::event::PollFd::new(
+            &self.fd,
+            rustix::event::PollFlags::empty(),
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&zero)).is_ok()
+            && fds[0]
+                .revents()
+                .intersects(rustix::event::PollFlags::HUP | rustix::event::PollFlags::ERR)
+    }
+
+    /// Before a TCP socket is closed: waits (as `wait` allows) until the peer's
+    /// kernel has acknowledged everything we sent. A TCP socket that receives data
+    /// after it is closed answers with a reset, and a reset throws away whatever was
+    /// still unacknowledged; once all of it is acknowledged, nothing can be lost.
+    ///
+    /// Unix sockets deliver into the peer's queue at write time and need no wait.
+    pub(crate) fn wait_acknowledged(&self, wait: Wait) {
+        if self.family != Family::Tcp {
+            return;
+        }
+        let mut pause = Duration::from_micros(50);
+        while self.unsent().is_ok_and(|n| n > 0) && !self.hung_up() {
+            let now = Instant::now();
+            match wait {
+                Wait::Never => return,
+                Wait::Until(deadline) if now >= deadline => return,
+                _ => {}
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+}
+
+impl AsFd for SocketStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn recv_len(
+    fd: BorrowedFd<'_>,
+    buf: &mut [MaybeUninit<u8>],
+    flags: RecvFlags,
+) -> rustix::io::Result<usize> {
+    rustix::net::recv(fd, buf, flags).map(|((filled, _), _)| filled.len())
+}
+
+impl Transport for SocketStream {
+    fn read(&self, buf: &mut [MaybeUninit<u8>], wait: Wait) -> io::Result<usize> {
+        let fd = self.fd.as_fd();
+        if wait == Wait::Forever {
+            loop {
+                match recv_len(fd, buf, RecvFlags::empty()) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    other => return Ok(other?),
+                }
+            }
+        }
+        retry_until_ready(fd, Interest::Read, wait, || {
+            recv_len(fd, buf, RecvFlags::DONTWAIT)
+        })
+    }
+
+    fn write(&self, bufs: &[IoSlice<'_>], wait: Wait) -> io::Result<usize> {
+        let fd = self.fd.as_fd();
+        let send =
+            |flags| rustix::net::sendmsg(fd, bufs, &mut SendAncillaryBuffer::default(), flags);
+        if wait == Wait::Forever {
+            loop {
+                match send(SendFlags::NOSIGNAL) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    other => return Ok(other?),
+                }
+            }
+        }
+        retry_until_ready(fd, Interest::Write, wait, || {
+            send(SendFlags::NOSIGNAL | SendFlags::DONTWAIT)
+        })
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        match rustix::net::shutdown(&self.fd, Shutdown::Write) {
+            // Already disconnected: the peer will see the end of the stream anyway.
+            Ok(()) | Err(rustix::io::Errno::NOTCONN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
