@@ -1,5 +1,6 @@
 //! `Channel`: a two-way, one-peer, whole-message channel over a stream socket.
 
+use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -235,6 +236,21 @@ impl Listener {
     /// handshake is dropped and reported; the listener stays usable.
     pub fn accept(&self) -> Result<Channel, Error> {
         Channel::establish(self.listen.accept()?, self.options.clone())
+    }
+
+    /// Like [`accept`](Self::accept), but gives up with `Ok(None)` if no peer
+    /// connects within `timeout`. The handshake has its own timeout on top.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<Channel>, Error> {
+        let ready = transport::wait_ready(
+            self.listen.as_fd(),
+            transport::Interest::Read,
+            Wait::timeout(timeout),
+        )
+        .map_err(|e| Error::io(format!("cannot wait for a peer on {}", self.endpoint()), e))?;
+        if !ready {
+            return Ok(None);
+        }
+        self.accept().map(Some)
     }
 
     /// Accepts channels forever.
@@ -517,7 +533,13 @@ impl Channel {
         let result = self.writer.close(linger);
         // Unread input would make closing a socket send a reset instead of a FIN.
         self.reader.discard_pending();
-        self.stream.wait_acknowledged(linger);
+        // Linger only for the user's messages on a healthy stream: a peer that broke
+        // the protocol, or never completed the handshake, is owed nothing, and
+        // waiting on it would let it hold our close hostage.
+        let owed = self.writer.has_sent() && !self.writer.is_broken() && !self.reader.is_broken();
+        if let (true, Some(peer)) = (owed, self.peer.get()) {
+            self.stream.wait_delivered(!peer.is_conduit(), linger);
+        }
         result
     }
 }

@@ -202,6 +202,11 @@ impl Reader {
         }
     }
 
+    /// Whether the stream broke (an error, not a clean end).
+    pub(crate) fn is_broken(&self) -> bool {
+        matches!(self.lock().end, Some(End::Broken(_)))
+    }
+
     /// Reads and discards whatever has already arrived, without waiting. Used before
     /// closing a socket: a socket closed with unread input resets the connection,
     /// and a reset can destroy what we sent last.

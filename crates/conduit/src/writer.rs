@@ -159,6 +159,16 @@ impl Writer {
         self.shared.received.store(true, Ordering::Relaxed);
     }
 
+    /// Whether any message has been sent (not counting the greeting or commands).
+    pub(crate) fn has_sent(&self) -> bool {
+        lock(&self.shared.state).last_send.is_some()
+    }
+
+    /// Whether the stream is broken for writing.
+    pub(crate) fn is_broken(&self) -> bool {
+        lock(&self.shared.state).broken.is_some()
+    }
+
     /// Sends one message, waiting as `wait` allows when the queue is full.
     pub(crate) fn send(&self, msg: Message, wait: Wait) -> Result<(), SendFail> {
         if msg.is_empty() {

@@ -8,7 +8,7 @@ use crate::decoder::MAX_COMMAND_SIZE;
 use crate::error::ProtocolError;
 use crate::frame::FrameHeader;
 use crate::greeting::{GREETING_LEN, Greeting};
-use crate::properties::{IDENTITY, Properties, SOCKET_TYPE};
+use crate::properties::{IDENTITY, IMPLEMENTATION, Properties, SOCKET_TYPE};
 use crate::send_buffer::SendBuffer;
 use crate::socket_type::SocketType;
 
@@ -47,6 +47,7 @@ impl LocalInfo {
                 .insert(IDENTITY, self.identity.clone())
                 .expect("valid name");
         }
+        props.insert(IMPLEMENTATION, "conduit").expect("valid name");
         for (name, value) in self.properties.iter() {
             props
                 .insert(name, value.clone())
@@ -67,6 +68,15 @@ pub struct PeerInfo {
     pub properties: Properties,
     /// Its greeting's version.
     pub greeting: Greeting,
+}
+
+impl PeerInfo {
+    /// Whether the peer is conduit (it said so in READY).
+    pub fn is_conduit(&self) -> bool {
+        self.properties
+            .get(IMPLEMENTATION)
+            .is_some_and(|v| v == "conduit")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +247,7 @@ mod tests {
         assert_eq!(&bytes[..64], &Greeting::ours());
         assert_eq!(
             &bytes[64..],
-            b"\x04\x1a\x05READY\x0bSocket-Type\x00\x00\x00\x04PAIR"
+            b"\x04\x34\x05READY\x0bSocket-Type\x00\x00\x00\x04PAIR\x0eImplementation\x00\x00\x00\x07conduit"
         );
     }
 

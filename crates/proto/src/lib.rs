@@ -57,6 +57,6 @@ pub use frame::{
 pub use greeting::{GREETING_LEN, Greeting};
 pub use handshake::{Handshake, LocalInfo, PeerInfo};
 pub use message::Message;
-pub use properties::{IDENTITY, InvalidPropertyName, Properties, SOCKET_TYPE};
+pub use properties::{IDENTITY, IMPLEMENTATION, InvalidPropertyName, Properties, SOCKET_TYPE};
 pub use send_buffer::{COPY_LIMIT, SendBuffer};
 pub use socket_type::{SocketType, UnknownSocketType};

@@ -10,6 +10,10 @@ use crate::error::ProtocolError;
 pub const SOCKET_TYPE: &str = "Socket-Type";
 /// The property carrying the sender's identity (for ROUTER peers).
 pub const IDENTITY: &str = "Identity";
+/// The property naming the implementation, which conduit sends as `conduit`
+/// (ZMTP 3.1 lets implementations add properties; libzmq sends none). It lets a
+/// conduit peer skip workarounds meant for other implementations.
+pub const IMPLEMENTATION: &str = "Implementation";
 
 /// ZMTP 3.1: a value is at most 2^31-1 bytes.
 const MAX_VALUE_LEN: u32 = i32::MAX as u32;

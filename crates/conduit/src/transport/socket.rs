@@ -33,8 +33,8 @@ impl SocketStream {
         SocketStream { fd, family }
     }
 
-    /// Bytes written but not yet acknowledged by the peer's kernel (TCP), or not
-    /// yet read by the peer (Unix).
+    /// Bytes written but not yet acknowledged by the peer's host (TCP), or not
+    /// yet read by the peer (Unix: the memory its unread data still holds here).
     fn unsent(&self) -> io::Result<usize> {
         let mut n: libc::c_int = 0;
         // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid.
@@ -62,14 +62,18 @@ impl SocketStream {
                 .intersects(rustix::event::PollFlags::HUP | rustix::event::PollFlags::ERR)
     }
 
-    /// Before a TCP socket is closed: waits (as `wait` allows) until the peer's
-    /// kernel has acknowledged everything we sent. A TCP socket that receives data
-    /// after it is closed answers with a reset, and a reset throws away whatever was
-    /// still unacknowledged; once all of it is acknowledged, nothing can be lost.
+    /// Before a socket is closed, waits (as `wait` allows) until the peer has what
+    /// we sent, or has hung up:
     ///
-    /// Unix sockets deliver into the peer's queue at write time and need no wait.
-    pub(crate) fn wait_acknowledged(&self, wait: Wait) {
-        if self.family != Family::Tcp {
+    /// - TCP: until the peer's host acknowledged it. A TCP socket that receives data
+    ///   after it is closed answers with a reset, and a reset throws away whatever
+    ///   was still unacknowledged; once all of it is, nothing can be lost.
+    /// - Unix, when `until_read`: until the peer has read it. Closing a Unix socket
+    ///   raises a hang-up on the peer at once, and libzmq (4.3) takes a hang-up
+    ///   that arrives while its receive high-water mark is full as an I/O error,
+    ///   dropping whatever it had not read yet.
+    pub(crate) fn wait_delivered(&self, until_read: bool, wait: Wait) {
+        if self.family == Family::Unix && !until_read {
             return;
         }
         let mut pause = Duration::from_micros(50);
