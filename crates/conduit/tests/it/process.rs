@@ -193,3 +193,37 @@ fn opening_the_wrong_kind_of_end_says_so() {
         .to_string();
     assert_eq!(err, "this end is a pipe-write, not a socket");
 }
+
+#[test]
+fn the_pipeline_example_reproduces_cat_grep() {
+    // `cargo test` builds the examples next to the test binaries.
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/pipeline");
+    assert!(example.exists(), "{} is not built", example.display());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("foo.c");
+    std::fs::write(
+        &file,
+        "int factorial(int n);\nint main(void) {\n  return factorial(5);\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(example)
+        .arg(&file)
+        .arg("factorial")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "int factorial(int n);\n  return factorial(5);\n"
+    );
+}
