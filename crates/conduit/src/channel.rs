@@ -1,6 +1,7 @@
 //! `Channel`: a two-way, one-peer, whole-message channel over a stream socket.
 
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -235,7 +236,7 @@ impl Listener {
     /// Waits for a peer and completes the handshake with it. A peer that fails the
     /// handshake is dropped and reported; the listener stays usable.
     pub fn accept(&self) -> Result<Channel, Error> {
-        Channel::establish(self.listen.accept()?, self.options.clone())
+        Channel::establish(self.listen.accept()?.0, self.options.clone())
     }
 
     /// Like [`accept`](Self::accept), but gives up with `Ok(None)` if no peer
@@ -295,7 +296,7 @@ pub struct Channel {
     peer: OnceLock<PeerInfo>,
     handshake: Mutex<HandshakeState>,
     options: Options,
-    closed: bool,
+    closed: AtomicBool,
 }
 
 /// Why an operation could not get past the handshake.
@@ -366,7 +367,7 @@ impl Channel {
             peer: OnceLock::new(),
             handshake: Mutex::new(HandshakeState::Pending(Box::new(handshake))),
             options,
-            closed: false,
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -453,7 +454,7 @@ impl Channel {
             .map_err(SendFail::into_timeout)
     }
 
-    fn send_within(&self, message: Message, wait: Wait) -> Result<(), SendFail> {
+    pub(crate) fn send_within(&self, message: Message, wait: Wait) -> Result<(), SendFail> {
         match self.ensure_ready(wait) {
             Ok(_) => self.writer.send(message, wait),
             Err(NotReady::WouldBlock) => Err(SendFail::WouldBlock(message)),
@@ -482,12 +483,25 @@ impl Channel {
     }
 
     fn recv_within(&self, wait: Wait) -> Result<Message, RecvFail> {
+        self.recv_hooked(wait, |_| {})
+    }
+
+    /// Receives the next message; every command that arrives on the way is
+    /// handled as usual (PING answered, ERROR fatal) and then shown to `hook`.
+    pub(crate) fn recv_hooked(
+        &self,
+        wait: Wait,
+        mut hook: impl FnMut(&Command),
+    ) -> Result<Message, RecvFail> {
         match self.ensure_ready(wait) {
             Ok(_) => {}
             Err(NotReady::WouldBlock) => return Err(RecvFail::WouldBlock),
             Err(NotReady::Failed(e)) => return Err(RecvFail::Broken(e)),
         }
-        let result = self.reader.recv(wait, |cmd| self.on_command(cmd));
+        let result = self.reader.recv(wait, |cmd| {
+            hook(&cmd);
+            self.on_command(cmd)
+        });
         match &result {
             Ok(_) => self.writer.note_received(),
             Err(RecvFail::Broken(Error::Protocol(p))) => self.tell_peer(p),
@@ -514,6 +528,48 @@ impl Channel {
         }
     }
 
+    /// Completes the handshake within `timeout` and returns what the peer said.
+    pub(crate) fn complete_handshake(&self, timeout: Duration) -> Result<PeerInfo, Error> {
+        self.ensure_ready(Wait::timeout(timeout))
+            .cloned()
+            .map_err(|f| f.into_error(timeout))
+    }
+
+    /// Queues a command (SUBSCRIBE, CANCEL, PING) after what is already queued.
+    pub(crate) fn send_command(&self, cmd: &Command) -> Result<(), Error> {
+        self.writer.send_command(cmd)
+    }
+
+    /// Queues a message that the high-water mark must not hold back.
+    pub(crate) fn send_unbounded(&self, msg: Message) -> Result<(), Error> {
+        self.writer.send_unbounded(&msg)
+    }
+
+    /// Sets the function called when a full send queue drains or the channel breaks.
+    pub(crate) fn on_drain(&self, notify: Arc<dyn Fn() + Send + Sync>) {
+        self.writer.on_drain(notify);
+    }
+
+    /// When bytes last arrived from the peer.
+    pub(crate) fn last_input(&self) -> Instant {
+        self.reader.last_input()
+    }
+
+    /// Shuts the connection down in both directions at once, waking any thread
+    /// blocked on it; nothing queued is delivered after this.
+    pub(crate) fn abort(&self) {
+        self.stream.shutdown_both();
+    }
+
+    /// [`close`](Self::close) within `linger`, through a shared reference; later
+    /// closes and the drop do nothing.
+    pub(crate) fn close_within(&self, linger: Wait) -> Result<(), Error> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.shutdown(linger)
+    }
+
     /// Waits until every queued message has been handed to the OS.
     pub fn flush(&self) -> Result<(), Error> {
         self.writer.flush(Wait::Forever)
@@ -523,13 +579,11 @@ impl Channel {
     /// linger time), then the peer's `recv` reports [`RecvError::Closed`].
     ///
     /// Returns an error if queued messages could not be delivered.
-    pub fn close(mut self) -> Result<(), Error> {
-        self.closed = true;
-        self.shutdown()
+    pub fn close(self) -> Result<(), Error> {
+        self.close_within(self.options.linger_wait())
     }
 
-    fn shutdown(&self) -> Result<(), Error> {
-        let linger = self.options.linger_wait();
+    fn shutdown(&self, linger: Wait) -> Result<(), Error> {
         let result = self.writer.close(linger);
         // Unread input would make closing a socket send a reset instead of a FIN.
         self.reader.discard_pending();
@@ -546,8 +600,6 @@ impl Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
-        if !self.closed {
-            let _ = self.shutdown();
-        }
+        let _ = self.close_within(self.options.linger_wait());
     }
 }

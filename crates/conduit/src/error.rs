@@ -49,6 +49,19 @@ pub enum Error {
     /// An operation this socket type does not support (such as receiving on PUSH).
     #[error("{0}")]
     Unsupported(String),
+    /// An operation out of turn, such as a REQ sending twice without the reply.
+    #[error("{0}")]
+    WrongState(&'static str),
+    /// A ROUTER with `router_mandatory` was asked to send to a routing id no
+    /// peer has.
+    #[error("no peer has routing id {0:?}")]
+    Unroutable(bytes::Bytes),
+    /// The socket has been closed.
+    #[error("socket is closed")]
+    SocketClosed,
+    /// The peer stopped answering heartbeats.
+    #[error("peer went silent (heartbeat timed out)")]
+    PeerSilent,
     /// The operating system refused something; `context` says what we were doing.
     #[error("{context}")]
     Io {

@@ -8,6 +8,7 @@ mod options;
 mod pipe;
 pub mod process;
 mod reader;
+mod socket;
 mod transport;
 mod writer;
 
@@ -19,3 +20,4 @@ pub use error::{
 };
 pub use options::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
 pub use pipe::{PipeReceiver, PipeSender, pipe};
+pub use socket::{Socket, SocketBuilder, SocketEvent};

@@ -2,7 +2,9 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use conduit_proto::{Command, Decoder, Handshake, Item, Message, PeerInfo};
@@ -69,10 +71,18 @@ struct State {
 }
 
 /// The receiving half of a stream.
+///
+/// The state is behind a mutex that a blocked receive holds while it waits, so
+/// what other threads ask for while someone may be receiving (is it broken, when
+/// did bytes last arrive) is kept in atomics beside it.
 #[derive(Debug)]
 pub(crate) struct Reader {
     transport: Arc<dyn Transport>,
     state: Mutex<State>,
+    broken: AtomicBool,
+    /// Nanoseconds from `created` to the last arrival of bytes.
+    last_input: AtomicU64,
+    created: Instant,
 }
 
 impl Reader {
@@ -84,6 +94,9 @@ impl Reader {
                 decoder: Decoder::new(max_message_size),
                 end: None,
             }),
+            broken: AtomicBool::new(false),
+            last_input: AtomicU64::new(0),
+            created: Instant::now(),
         }
     }
 
@@ -91,16 +104,30 @@ impl Reader {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads once into the spare capacity of `buf`; `Ok(0)` is the end of stream.
-    fn fill(transport: &dyn Transport, buf: &mut BytesMut, wait: Wait) -> io::Result<usize> {
+    /// Reads once into the spare capacity of the buffer; `Ok(0)` is the end of
+    /// stream.
+    fn fill(&self, st: &mut State, wait: Wait) -> io::Result<usize> {
+        let buf = &mut st.buf;
         if buf.capacity() - buf.len() < MIN_SPARE {
             buf.reserve(READ_CHUNK);
         }
         let spare = buf.spare_capacity_mut();
-        let n = transport.read(spare, wait)?;
+        let n = self.transport.read(spare, wait)?;
         // SAFETY: the transport initialized the first `n` bytes of the spare capacity.
         unsafe { buf.advance_mut(n) };
+        if n > 0 {
+            let since = self.created.elapsed().as_nanos() as u64;
+            self.last_input.store(since, Ordering::Relaxed);
+        }
         Ok(n)
+    }
+
+    /// Records how the stream ended.
+    fn end(&self, st: &mut State, end: End) {
+        if let End::Broken(_) = end {
+            self.broken.store(true, Ordering::Release);
+        }
+        st.end = Some(end);
     }
 
     /// Receives the next whole message, handing commands to `on_command` on the way.
@@ -123,23 +150,24 @@ impl Reader {
                 Ok(Some(Item::Message(msg))) => return Ok(msg),
                 Ok(Some(Item::Command(cmd))) => {
                     if let Err(e) = on_command(cmd) {
-                        st.end = Some(End::Broken(e));
+                        self.end(st, End::Broken(e));
                     }
                     continue;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    st.end = Some(End::Broken(Error::Protocol(e)));
+                    self.end(st, End::Broken(Error::Protocol(e)));
                     continue;
                 }
             }
-            match Self::fill(&*self.transport, &mut st.buf, wait) {
+            match self.fill(st, wait) {
                 Ok(0) => {
-                    st.end = Some(if st.buf.is_empty() && st.decoder.is_between_messages() {
+                    let end = if st.buf.is_empty() && st.decoder.is_between_messages() {
                         End::Closed
                     } else {
                         End::Broken(Error::Truncated)
-                    });
+                    };
+                    self.end(st, end);
                 }
                 Ok(_) => {}
                 Err(e)
@@ -155,10 +183,11 @@ impl Reader {
                     // A reset partway through a message loses the rest of it, just as
                     // an end of stream there would.
                     let mid_message = !st.buf.is_empty() || !st.decoder.is_between_messages();
-                    st.end = Some(End::Broken(match error {
+                    let error = match error {
                         Error::Disconnected if mid_message => Error::Truncated,
                         other => other,
-                    }));
+                    };
+                    self.end(st, End::Broken(error));
                 }
             }
         }
@@ -181,7 +210,7 @@ impl Reader {
                 Ok(None) => {}
                 Err(e) => return Err(RecvFail::Broken(Error::Protocol(e))),
             }
-            match Self::fill(&*self.transport, &mut st.buf, wait) {
+            match self.fill(st, wait) {
                 Ok(0) => return Err(RecvFail::Closed),
                 Ok(_) => {}
                 Err(e)
@@ -202,16 +231,28 @@ impl Reader {
         }
     }
 
+    /// When bytes last arrived from the peer.
+    pub(crate) fn last_input(&self) -> Instant {
+        self.created + Duration::from_nanos(self.last_input.load(Ordering::Relaxed))
+    }
+
     /// Whether the stream broke (an error, not a clean end).
     pub(crate) fn is_broken(&self) -> bool {
-        matches!(self.lock().end, Some(End::Broken(_)))
+        self.broken.load(Ordering::Acquire)
     }
 
     /// Reads and discards whatever has already arrived, without waiting. Used before
     /// closing a socket: a socket closed with unread input resets the connection,
     /// and a reset can destroy what we sent last.
+    ///
+    /// If another thread is receiving, it is reading the input anyway; this does
+    /// nothing rather than wait for it.
     pub(crate) fn discard_pending(&self) {
-        let mut st = self.lock();
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
         let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
         st.buf.clear();
         while let Ok(n) = self.transport.read(&mut scratch, Wait::Never) {

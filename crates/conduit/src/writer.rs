@@ -22,7 +22,7 @@
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use conduit_proto::{Command, Message, SendBuffer};
@@ -83,9 +83,10 @@ struct State {
     last_send: Option<Instant>,
     broken: Option<Error>,
     closing: bool,
+    /// A sender found the queue at its high-water mark since the last drain.
+    was_full: bool,
 }
 
-#[derive(Debug)]
 struct Shared {
     transport: Arc<dyn Transport>,
     state: Mutex<State>,
@@ -97,6 +98,18 @@ struct Shared {
     /// wait for a batch.
     received: AtomicBool,
     hwm: usize,
+    /// Called (without any lock held) when a full queue drains or the stream
+    /// breaks, so that a socket waiting on many peers can retry.
+    on_drain: OnceLock<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("transport", &self.transport)
+            .field("hwm", &self.hwm)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The sending half of a stream. Dropping it does not close the stream: call
@@ -145,11 +158,13 @@ impl Writer {
                     last_send: None,
                     broken: None,
                     closing: false,
+                    was_full: false,
                 }),
                 work: Condvar::new(),
                 drained: Condvar::new(),
                 received: AtomicBool::new(false),
                 hwm: hwm.max(1),
+                on_drain: OnceLock::new(),
             }),
         }
     }
@@ -157,6 +172,11 @@ impl Writer {
     /// Tells the send path a message was just received.
     pub(crate) fn note_received(&self) {
         self.shared.received.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets the function called when a full queue drains or the stream breaks.
+    pub(crate) fn on_drain(&self, notify: Arc<dyn Fn() + Send + Sync>) {
+        let _ = self.shared.on_drain.set(notify);
     }
 
     /// Whether any message has been sent (not counting the greeting or commands).
@@ -214,8 +234,11 @@ impl Writer {
         match write_out(&*self.shared.transport, &mut st.pending, wait) {
             Ok(()) => Ok(st),
             Err(e) if is_wait_error(&e) && st.pending.len() == total => {
+                // The kernel buffer is full but our queue is empty: queue the message
+                // (as libzmq does up to its high-water mark) for the flusher, which
+                // waits for room. "Full" means the high-water mark, nothing else.
                 st.pending.clear();
-                Err(SendFail::WouldBlock(msg))
+                self.send_queued(st, msg, wait)
             }
             Err(e) if is_wait_error(&e) => {
                 // Part of the message is on the wire: the rest must follow, whatever
@@ -245,6 +268,7 @@ impl Writer {
     ) -> Result<MutexGuard<'a, State>, SendFail> {
         let shared = &*self.shared;
         while st.pending_msgs >= shared.hwm && st.broken.is_none() {
+            st.was_full = true;
             st = match wait {
                 Wait::Never => return Err(SendFail::WouldBlock(msg)),
                 Wait::Forever => shared.drained.wait(st).unwrap_or_else(|e| e.into_inner()),
@@ -281,6 +305,18 @@ impl Writer {
             return Err(error);
         }
         st.pending.push_command(cmd);
+        self.start_flushing(&mut st);
+        Ok(())
+    }
+
+    /// Queues a message after what is already queued, not counted against the
+    /// high-water mark (a subscription in ZMTP 3.0 form must not be dropped).
+    pub(crate) fn send_unbounded(&self, msg: &Message) -> Result<(), Error> {
+        let mut st = lock(&self.shared.state);
+        if let Some(error) = st.broken.clone() {
+            return Err(error);
+        }
+        st.pending.push_message(msg);
         self.start_flushing(&mut st);
         Ok(())
     }
@@ -393,7 +429,11 @@ fn flusher(shared: Arc<Shared>) {
         std::mem::swap(&mut st.pending, &mut batch);
         st.pending_msgs = 0;
         shared.drained.notify_all();
+        let was_full = std::mem::take(&mut st.was_full);
         drop(st);
+        if was_full {
+            notify_drain(&shared);
+        }
         let result = write_out(&*shared.transport, &mut batch, Wait::Forever);
         st = lock(&shared.state);
         if let Err(e) = result {
@@ -401,6 +441,15 @@ fn flusher(shared: Arc<Shared>) {
             st.pending.clear();
             st.pending_msgs = 0;
             batch.clear();
+            drop(st);
+            notify_drain(&shared);
+            st = lock(&shared.state);
         }
+    }
+}
+
+fn notify_drain(shared: &Shared) {
+    if let Some(notify) = shared.on_drain.get() {
+        notify();
     }
 }

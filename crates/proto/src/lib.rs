@@ -13,6 +13,8 @@
 //! - [`SendBuffer`]: encoded frames queued for one `writev` per batch.
 //! - [`Greeting`], [`Handshake`]: the 64-byte greeting and the NULL mechanism's
 //!   READY exchange, validating the peer's [`SocketType`].
+//! - [`Subscriptions`]: counted prefix matching for PUB/SUB; [`envelope`]: the
+//!   REQ/REP envelope rules.
 //! - [`ProtocolError`]: every way a peer can break the protocol, with the
 //!   [`Fault`] that says whose fault it is.
 //!
@@ -39,14 +41,17 @@
 
 mod command;
 mod decoder;
+pub mod envelope;
 mod error;
 mod frame;
 mod greeting;
 mod handshake;
+mod heartbeat;
 mod message;
 mod properties;
 mod send_buffer;
 mod socket_type;
+mod subscriptions;
 
 pub use command::{Command, MAX_PING_CONTEXT};
 pub use decoder::{DEFAULT_MAX_MESSAGE_SIZE, Decoder, Item, MAX_COMMAND_SIZE};
@@ -56,7 +61,9 @@ pub use frame::{
 };
 pub use greeting::{GREETING_LEN, Greeting};
 pub use handshake::{Handshake, LocalInfo, PeerInfo};
+pub use heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
 pub use message::Message;
 pub use properties::{IDENTITY, IMPLEMENTATION, InvalidPropertyName, Properties, SOCKET_TYPE};
 pub use send_buffer::{COPY_LIMIT, SendBuffer};
 pub use socket_type::{SocketType, UnknownSocketType};
+pub use subscriptions::{SubscriptionMessage, Subscriptions};

@@ -99,10 +99,18 @@ impl IpcListen {
         &self.endpoint
     }
 
-    pub(crate) fn accept(&self) -> Result<SocketStream, Error> {
+    pub(crate) fn accept(&self) -> Result<(SocketStream, String), Error> {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => return Ok(SocketStream::new(stream.into(), Family::Unix)),
+                Ok((stream, _)) => {
+                    // A connecting Unix socket rarely has an address; the peer's
+                    // process id is what tells connections apart.
+                    let from = rustix::net::sockopt::socket_peercred(&stream).map_or_else(
+                        |_| "a local peer".to_owned(),
+                        |c| format!("pid {}", c.pid.as_raw_nonzero()),
+                    );
+                    return Ok((SocketStream::new(stream.into(), Family::Unix), from));
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(format!("cannot accept on {}", self.endpoint), e)),
             }

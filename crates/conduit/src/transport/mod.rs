@@ -160,11 +160,20 @@ impl Listen {
         }
     }
 
-    pub(crate) fn accept(&self) -> Result<socket::SocketStream, crate::Error> {
+    /// Accepts a connection: the stream, and who it is from (for messages).
+    pub(crate) fn accept(&self) -> Result<(socket::SocketStream, String), crate::Error> {
         match self {
             Listen::Tcp(l) => l.accept(),
             Listen::Ipc(l) => l.accept(),
         }
+    }
+
+    /// Makes `accept` fail with `WouldBlock` instead of waiting.
+    pub(crate) fn set_nonblocking(&self) -> io::Result<()> {
+        let fd = self.as_fd();
+        let flags = rustix::fs::fcntl_getfl(fd)?;
+        rustix::fs::fcntl_setfl(fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        Ok(())
     }
 }
 

@@ -45,6 +45,11 @@ impl SocketStream {
         Ok(n.max(0) as usize)
     }
 
+    /// Shuts down both directions, waking threads blocked reading or writing.
+    pub(crate) fn shutdown_both(&self) {
+        let _ = rustix::net::shutdown(&self.fd, Shutdown::Both);
+    }
+
     /// Whether the connection is over in both directions (reset, or both sides shut
     /// down): then the peer can send nothing more that would provoke a reset.
     fn hung_up(&self) -> bool {

@@ -69,10 +69,10 @@ impl TcpListen {
         &self.endpoint
     }
 
-    pub(crate) fn accept(&self) -> Result<SocketStream, Error> {
+    pub(crate) fn accept(&self) -> Result<(SocketStream, String), Error> {
         loop {
             match self.listener.accept() {
-                Ok((stream, _)) => return stream_of(stream),
+                Ok((stream, from)) => return Ok((stream_of(stream)?, from.to_string())),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(format!("cannot accept on {}", self.endpoint), e)),
             }

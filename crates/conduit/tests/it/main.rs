@@ -2,7 +2,10 @@
 
 mod contract;
 mod interop_pair;
+mod pattern_pipeline;
+mod pattern_reqrep;
 mod process;
 mod pyzmq;
 mod raw_peer;
+mod sockets;
 mod support;

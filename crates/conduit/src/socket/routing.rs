@@ -1,0 +1,321 @@
+//! Where each socket type sends a message, and which message it receives next
+//! (RFC 28 request-reply, RFC 29 publish-subscribe, RFC 30 pipeline, RFC 31 pair;
+//! libzmq's behaviour where they leave room).
+
+use std::sync::{Arc, MutexGuard};
+
+use bytes::Bytes;
+use conduit_proto::{Message, SocketType, SubscriptionMessage, envelope};
+
+use super::core::{Core, Gave, Peer, State, send_subscription};
+use crate::error::{Error, SendError};
+use crate::reader::RecvFail;
+use crate::transport::Wait;
+use crate::writer::SendFail;
+
+fn broken(message: Message, error: Error) -> SendFail {
+    SendFail::Broken(SendError { message, error })
+}
+
+fn gave_up(message: Message, gave: Gave) -> SendFail {
+    match gave {
+        Gave::Up => SendFail::WouldBlock(message),
+        Gave::Closing => broken(message, Error::SocketClosed),
+    }
+}
+
+/// Tries to queue `msg` on `peer` without waiting; gives it back if the peer is
+/// at its high-water mark or broken (a broken peer is aborted, so its thread
+/// takes it out of service).
+fn offer(peer: &Peer, msg: Message) -> Result<(), Message> {
+    match peer.channel.send_within(msg, Wait::Never) {
+        Ok(()) => Ok(()),
+        Err(SendFail::WouldBlock(m)) => Err(m),
+        Err(SendFail::Broken(e)) => {
+            peer.channel.abort();
+            Err(e.message)
+        }
+    }
+}
+
+pub(crate) fn send(core: &Core, msg: Message, wait: Wait) -> Result<(), SendFail> {
+    if msg.is_empty() {
+        return Err(broken(msg, Error::EmptyMessage));
+    }
+    let st = core.lock();
+    if st.closing {
+        return Err(broken(msg, Error::SocketClosed));
+    }
+    match core.kind {
+        SocketType::Push | SocketType::Dealer | SocketType::Pair => {
+            load_balance(core, st, msg, wait).map(drop)
+        }
+        SocketType::Req => send_request(core, st, msg, wait),
+        SocketType::Rep => send_reply(st, msg),
+        SocketType::Router => send_routed(core, st, msg, wait),
+        SocketType::Pub | SocketType::XPub => {
+            distribute(&st, &msg, true);
+            Ok(())
+        }
+        SocketType::XSub => send_upstream(st, msg),
+        SocketType::Pull | SocketType::Sub => Err(broken(
+            msg,
+            Error::Unsupported(format!("a {} socket cannot send", core.kind)),
+        )),
+    }
+}
+
+/// Round-robin over the peers, skipping those at their high-water mark; waits
+/// (as `wait` allows) when all are, or there are none. Returns the peer used.
+fn load_balance<'a>(
+    core: &'a Core,
+    mut st: MutexGuard<'a, State>,
+    mut msg: Message,
+    wait: Wait,
+) -> Result<(MutexGuard<'a, State>, u64), SendFail> {
+    loop {
+        let n = st.peers.len();
+        for k in 0..n {
+            let i = (st.send_cursor + k) % n;
+            if st.peers[i].gone {
+                continue;
+            }
+            let peer = st.peers[i].peer.clone();
+            match offer(&peer, msg) {
+                Ok(()) => {
+                    st.send_cursor = (i + 1) % n;
+                    return Ok((st, peer.id));
+                }
+                Err(m) => msg = m,
+            }
+        }
+        st = core
+            .wait_app(st, wait)
+            .map_err(|(_, g)| gave_up(msg.clone(), g))?;
+    }
+}
+
+/// To every peer (PUB: every peer subscribed to the message), dropping it for
+/// peers at their high-water mark: a slow subscriber never holds up the others.
+fn distribute(st: &State, msg: &Message, filter: bool) {
+    let topic = msg.first().map_or(&[][..], |f| &f[..]);
+    for slot in Core::live_peers(st) {
+        if !filter || slot.subscriptions.matches(topic) {
+            let _ = offer(&slot.peer, msg.clone());
+        }
+    }
+}
+
+fn send_request<'a>(
+    core: &'a Core,
+    mut st: MutexGuard<'a, State>,
+    msg: Message,
+    wait: Wait,
+) -> Result<(), SendFail> {
+    if st.req.expecting.is_some() && !core.options.req_relaxed {
+        return Err(broken(
+            msg,
+            Error::WrongState("a REQ socket must receive the reply before sending another request"),
+        ));
+    }
+    let request_id = core.options.req_correlate.then(|| {
+        st.req.next_request_id = st.req.next_request_id.wrapping_add(1);
+        st.req.next_request_id
+    });
+    // A relaxed REQ abandons the earlier request: its reply, if it comes, is dropped.
+    st.req.expecting = None;
+    for slot in &mut st.peers {
+        slot.inbound.clear();
+    }
+    st.sweep();
+    let body = msg.clone();
+    let (mut st, peer) =
+        load_balance(core, st, envelope::request(msg, request_id), wait).map_err(|f| match f {
+            SendFail::WouldBlock(_) => SendFail::WouldBlock(body.clone()),
+            SendFail::Broken(e) => broken(body.clone(), e.error),
+        })?;
+    st.req.expecting = Some((peer, request_id));
+    Ok(())
+}
+
+fn send_reply(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
+    let Some((peer_id, env)) = st.rep.take() else {
+        return Err(broken(
+            msg,
+            Error::WrongState("a REP socket must receive a request before sending a reply"),
+        ));
+    };
+    // A requester that left gets no reply; like libzmq, that is not an error.
+    if let Some(i) = st.slot(peer_id).filter(|&i| !st.peers[i].gone) {
+        let _ = offer(&st.peers[i].peer, envelope::wrap(&env, msg));
+    }
+    Ok(())
+}
+
+fn send_routed<'a>(
+    core: &'a Core,
+    mut st: MutexGuard<'a, State>,
+    mut msg: Message,
+    wait: Wait,
+) -> Result<(), SendFail> {
+    if msg.len() < 2 {
+        return Err(broken(
+            msg,
+            Error::Unsupported(
+                "a ROUTER message starts with the peer's routing id, then at least one frame"
+                    .into(),
+            ),
+        ));
+    }
+    let routing_id = msg.pop_front().expect("two frames or more");
+    let mandatory = core.options.router_mandatory;
+    loop {
+        let peer = st
+            .routing
+            .get(&routing_id)
+            .and_then(|id| st.slot(*id))
+            .map(|i| st.peers[i].peer.clone());
+        let Some(peer) = peer else {
+            if mandatory {
+                msg.push_front(routing_id.clone());
+                return Err(broken(msg, Error::Unroutable(routing_id)));
+            }
+            return Ok(()); // unroutable: dropped, as libzmq does by default
+        };
+        match offer(&peer, msg) {
+            Ok(()) => return Ok(()),
+            Err(m) if mandatory => msg = m,
+            Err(_) => return Ok(()), // at its high-water mark: dropped
+        }
+        st = core.wait_app(st, wait).map_err(|(_, g)| {
+            let mut back = msg.clone();
+            back.push_front(routing_id.clone());
+            gave_up(back, g)
+        })?;
+    }
+}
+
+/// XSUB: subscription messages update our subscriptions and go to every
+/// publisher; anything else goes to every publisher as it is.
+fn send_upstream(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
+    let sub = match msg.frames() {
+        [frame] => SubscriptionMessage::parse(frame),
+        _ => None,
+    };
+    match sub {
+        Some(sub) => {
+            change_subscription(&mut st, sub);
+        }
+        None => distribute(&st, &msg, false),
+    }
+    Ok(())
+}
+
+/// SUB and XSUB: counted locally; publishers hear only of a topic's first
+/// subscription and last cancellation, so their counts match ours.
+pub(crate) fn change_subscription(st: &mut State, sub: SubscriptionMessage) {
+    let changed = match &sub {
+        SubscriptionMessage::Subscribe(t) => st.subscriptions.add(t),
+        SubscriptionMessage::Cancel(t) => st.subscriptions.remove(t),
+    };
+    if changed {
+        let peers: Vec<Arc<Peer>> = Core::live_peers(st).map(|s| s.peer.clone()).collect();
+        for peer in peers {
+            send_subscription(&peer, sub.clone());
+        }
+    }
+    // A cancelled topic's messages already queued are no longer wanted.
+    if let SubscriptionMessage::Cancel(_) = sub {
+        let subs = &st.subscriptions;
+        for slot in &mut st.peers {
+            slot.inbound
+                .retain(|m| subs.matches(m.first().map_or(&[][..], |f| &f[..])));
+        }
+        st.sweep();
+    }
+}
+
+pub(crate) fn recv(core: &Core, wait: Wait) -> Result<Message, RecvFail> {
+    let mut st = core.lock();
+    match core.kind {
+        SocketType::Push | SocketType::Pub => {
+            return Err(RecvFail::Broken(Error::Unsupported(format!(
+                "a {} socket cannot receive",
+                core.kind
+            ))));
+        }
+        SocketType::Req if st.req.expecting.is_none() => {
+            return Err(RecvFail::Broken(Error::WrongState(
+                "a REQ socket must send a request before receiving",
+            )));
+        }
+        SocketType::Rep if st.rep.is_some() => {
+            return Err(RecvFail::Broken(Error::WrongState(
+                "a REP socket must send the reply before receiving the next request",
+            )));
+        }
+        _ => {}
+    }
+    loop {
+        if let Some(msg) = next_message(core, &mut st) {
+            return Ok(msg);
+        }
+        st = core.wait_app(st, wait).map_err(|(_, g)| match g {
+            Gave::Up => RecvFail::WouldBlock,
+            Gave::Closing => RecvFail::Closed,
+        })?;
+    }
+}
+
+/// The next message for the application, if one is there.
+fn next_message(core: &Core, st: &mut State) -> Option<Message> {
+    match core.kind {
+        SocketType::XPub => st.xpub_inbound.pop_front(),
+        SocketType::Req => {
+            let (peer, request_id) = st.req.expecting?;
+            while let Some(reply) = core.pop_from(st, peer) {
+                if let Some(body) = envelope::reply_body(reply, request_id) {
+                    st.req.expecting = None;
+                    return Some(body);
+                }
+                // Not a reply to our request: dropped, as libzmq does.
+            }
+            None
+        }
+        SocketType::Rep => loop {
+            let (peer, request) = core.fair_pop(st)?;
+            // A request without an envelope cannot be answered: dropped.
+            if let Some((env, body)) = envelope::split(request) {
+                st.rep = Some((peer, env));
+                return Some(body);
+            }
+        },
+        SocketType::Router => {
+            let (_, mut msg, routing_id) = core.fair_pop_routed(st)?;
+            msg.push_front(routing_id);
+            Some(msg)
+        }
+        _ => core.fair_pop(st).map(|(_, m)| m),
+    }
+}
+
+/// SUB: subscribe to (`true`) or cancel one subscription to `topic`.
+pub(crate) fn subscribe(core: &Core, topic: &[u8], on: bool) -> Result<(), Error> {
+    if core.kind != SocketType::Sub {
+        return Err(Error::Unsupported(format!(
+            "only a SUB socket subscribes (an XSUB sends subscription messages); this is a {}",
+            core.kind
+        )));
+    }
+    let topic = Bytes::copy_from_slice(topic);
+    let mut st = core.lock();
+    change_subscription(
+        &mut st,
+        if on {
+            SubscriptionMessage::Subscribe(topic)
+        } else {
+            SubscriptionMessage::Cancel(topic)
+        },
+    );
+    Ok(())
+}
