@@ -115,9 +115,14 @@ impl Command {
     /// Appends the whole command frame, header included, to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         let mut body = BytesMut::new();
-        let name = self.name();
+        // An unknown command's name need not be UTF-8: send its own bytes, not the
+        // printable stand-in that `name` gives.
+        let name = match self {
+            Command::Unknown { name } => &name[..],
+            _ => self.name().as_bytes(),
+        };
         body.put_u8(name.len() as u8);
-        body.put_slice(name.as_bytes());
+        body.put_slice(name);
         match self {
             Command::Ready(props) => props.encode(&mut body),
             Command::Error(reason) => {
@@ -203,6 +208,21 @@ mod tests {
                 name: Bytes::from_static(b"JOIN")
             }
         );
+    }
+
+    #[test]
+    fn unknown_command_with_a_non_utf8_name_keeps_its_name() {
+        // Found by the `command` fuzz target: the name was re-encoded as "(unknown)".
+        let body = Bytes::from_static(b"\x05R\xe7\xe7\xe7\xe7E");
+        let cmd = Command::parse(body).unwrap();
+        assert_eq!(
+            cmd,
+            Command::Unknown {
+                name: Bytes::from_static(b"R\xe7\xe7\xe7\xe7")
+            }
+        );
+        assert_eq!(wire(&cmd), b"\x04\x06\x05R\xe7\xe7\xe7\xe7");
+        assert_eq!(Command::parse(body_of(&wire(&cmd))).unwrap(), cmd);
     }
 
     #[test]
