@@ -126,7 +126,12 @@ impl Command {
         match self {
             Command::Ready(props) => props.encode(&mut body),
             Command::Error(reason) => {
-                let reason = &reason.as_bytes()[..reason.len().min(255)];
+                // At most 255 bytes, cut on a character boundary so it stays UTF-8.
+                let mut len = reason.len().min(255);
+                while !reason.is_char_boundary(len) {
+                    len -= 1;
+                }
+                let reason = &reason.as_bytes()[..len];
                 body.put_u8(reason.len() as u8);
                 body.put_slice(reason);
             }
@@ -223,6 +228,37 @@ mod tests {
         );
         assert_eq!(wire(&cmd), b"\x04\x06\x05R\xe7\xe7\xe7\xe7");
         assert_eq!(Command::parse(body_of(&wire(&cmd))).unwrap(), cmd);
+    }
+
+    #[test]
+    fn a_long_error_reason_is_cut_on_a_character_boundary() {
+        // Found by the `command` fuzz target: invalid UTF-8 in a peer's reason grows
+        // to 3 bytes per byte as U+FFFD, and encode cut the reason at 255 bytes in
+        // the middle of a character, sending bytes that are not UTF-8.
+        let body = Bytes::from_static(
+            b"\x05ERROR\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x01\x00\x00\x00\x00\x01\x01\x18\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\xff\xff\xff\xff\xff\xff\xff\xff\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x0f\
+              \xff\x09SUS",
+        );
+        let cmd = Command::parse(body).unwrap();
+        let Command::Error(reason) = &cmd else {
+            panic!("{cmd:?}")
+        };
+        assert!(reason.len() > 255);
+        let sent = wire(&cmd);
+        assert_eq!(sent[0], 0x06, "a long command frame");
+        let Command::Error(received) = Command::parse(Bytes::copy_from_slice(&sent[9..])).unwrap()
+        else {
+            panic!("not an ERROR")
+        };
+        assert!(received.len() > 255 - 4 && received.len() <= 255);
+        assert!(reason.starts_with(&received), "{received:?}");
     }
 
     #[test]
