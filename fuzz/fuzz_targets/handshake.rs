@@ -27,7 +27,8 @@ use libfuzzer_sys::fuzz_target;
 
 type Outcome = (Result<Option<PeerInfo>, ProtocolError>, Vec<u8>);
 
-/// Feeds `input` in pieces of `piece` bytes until the handshake ends.
+/// Feeds `input` in pieces of `piece` bytes until the handshake ends; returns its
+/// result and the bytes it did not consume (left in the buffer or never fed).
 fn feed(local: SocketType, input: &[u8], piece: usize) -> Outcome {
     let mut hs = Handshake::new(LocalInfo::new(local));
     let mut src = BytesMut::new();
@@ -53,9 +54,9 @@ fn feed(local: SocketType, input: &[u8], piece: usize) -> Outcome {
                     // are reported to the peer.
                     assert!(e.error_reason().is_some(), "{e:?}");
                 }
-                return (result, src.to_vec());
+                return (result, [&src[..], &input[fed..]].concat());
             }
-            Ok(Some(_)) => return (result, src.to_vec()),
+            Ok(Some(_)) => return (result, [&src[..], &input[fed..]].concat()),
         }
     }
     (Ok(None), src.to_vec())
