@@ -115,13 +115,23 @@ impl Command {
     /// Appends the whole command frame, header included, to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         let mut body = BytesMut::new();
-        let name = self.name();
+        // An unknown command's name need not be UTF-8: send its own bytes, not the
+        // printable stand-in that `name` gives.
+        let name = match self {
+            Command::Unknown { name } => &name[..],
+            _ => self.name().as_bytes(),
+        };
         body.put_u8(name.len() as u8);
-        body.put_slice(name.as_bytes());
+        body.put_slice(name);
         match self {
             Command::Ready(props) => props.encode(&mut body),
             Command::Error(reason) => {
-                let reason = &reason.as_bytes()[..reason.len().min(255)];
+                // At most 255 bytes, cut on a character boundary so it stays UTF-8.
+                let mut len = reason.len().min(255);
+                while !reason.is_char_boundary(len) {
+                    len -= 1;
+                }
+                let reason = &reason.as_bytes()[..len];
                 body.put_u8(reason.len() as u8);
                 body.put_slice(reason);
             }
@@ -203,6 +213,52 @@ mod tests {
                 name: Bytes::from_static(b"JOIN")
             }
         );
+    }
+
+    #[test]
+    fn unknown_command_with_a_non_utf8_name_keeps_its_name() {
+        // Found by the `command` fuzz target: the name was re-encoded as "(unknown)".
+        let body = Bytes::from_static(b"\x05R\xe7\xe7\xe7\xe7E");
+        let cmd = Command::parse(body).unwrap();
+        assert_eq!(
+            cmd,
+            Command::Unknown {
+                name: Bytes::from_static(b"R\xe7\xe7\xe7\xe7")
+            }
+        );
+        assert_eq!(wire(&cmd), b"\x04\x06\x05R\xe7\xe7\xe7\xe7");
+        assert_eq!(Command::parse(body_of(&wire(&cmd))).unwrap(), cmd);
+    }
+
+    #[test]
+    fn a_long_error_reason_is_cut_on_a_character_boundary() {
+        // Found by the `command` fuzz target: invalid UTF-8 in a peer's reason grows
+        // to 3 bytes per byte as U+FFFD, and encode cut the reason at 255 bytes in
+        // the middle of a character, sending bytes that are not UTF-8.
+        let body = Bytes::from_static(
+            b"\x05ERROR\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x01\x00\x00\x00\x00\x01\x01\x18\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\xff\xff\xff\xff\xff\xff\xff\xff\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\
+              \x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x88\x0f\
+              \xff\x09SUS",
+        );
+        let cmd = Command::parse(body).unwrap();
+        let Command::Error(reason) = &cmd else {
+            panic!("{cmd:?}")
+        };
+        assert!(reason.len() > 255);
+        let sent = wire(&cmd);
+        assert_eq!(sent[0], 0x06, "a long command frame");
+        let Command::Error(received) = Command::parse(Bytes::copy_from_slice(&sent[9..])).unwrap()
+        else {
+            panic!("not an ERROR")
+        };
+        assert!(received.len() > 255 - 4 && received.len() <= 255);
+        assert!(reason.starts_with(&received), "{received:?}");
     }
 
     #[test]
