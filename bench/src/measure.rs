@@ -84,8 +84,18 @@ pub fn stream(link: &mut dyn Link) {
     while link.send().is_ok() {}
 }
 
-/// The receiving end of a stream: the median over windows of messages per second.
-pub fn drain(link: &mut dyn Link, size: usize, timing: &Timing) -> Result<f64> {
+/// A stream as the receiving end saw it.
+#[derive(Debug)]
+pub struct Drained {
+    /// The median over windows of messages per second.
+    pub msgs_per_s: f64,
+    /// Messages received in all, warm-up included (for per-message costs measured
+    /// from outside, such as system call counts).
+    pub total: u64,
+}
+
+/// The receiving end of a stream.
+pub fn drain(link: &mut dyn Link, size: usize, timing: &Timing) -> Result<Drained> {
     // Reading the clock per message would cost a fair part of a small message's
     // budget; read it once per about 64 KiB of traffic instead.
     let stride = (64 << 10) / size.max(1);
@@ -107,15 +117,19 @@ pub fn drain(link: &mut dyn Link, size: usize, timing: &Timing) -> Result<f64> {
             }
         }
     };
-    let (_, mut t0) = recv_counted(link, Instant::now() + timing.warmup)?;
+    let (mut total, mut t0) = recv_counted(link, Instant::now() + timing.warmup)?;
     let window = timing.measure / timing.windows.max(1);
     let mut rates = Vec::new();
     for _ in 0..timing.windows.max(1) {
         let (n, t1) = recv_counted(link, t0 + window)?;
+        total += n;
         rates.push(n as f64 / (t1 - t0).as_secs_f64().max(1e-9));
         t0 = t1;
     }
-    Ok(median(&mut rates))
+    Ok(Drained {
+        msgs_per_s: median(&mut rates),
+        total,
+    })
 }
 
 /// The median of `values` (the mean of the middle two for an even count).

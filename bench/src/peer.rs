@@ -2,8 +2,8 @@
 //!
 //! It talks to the runner over its standard output, one line at a time:
 //! `ready ENDPOINT` once the other end may connect (`-` for pipes), then
-//! `result lat MEDIAN_US P99_US SAMPLES` or `result thr MSGS_PER_S` (local end
-//! only). Errors go to standard error and a non-zero exit.
+//! `result lat MEDIAN_US P99_US SAMPLES` or `result thr MSGS_PER_S MESSAGES` (local
+//! end only). Errors go to standard error and a non-zero exit.
 
 use std::io::Write;
 use std::os::fd::{OwnedFd, RawFd};
@@ -131,8 +131,8 @@ pub fn run(args: PeerArgs) -> Result<()> {
             None
         }
         (Mode::Thr, Role::Local) => {
-            let rate = measure::drain(&mut *link, case.size, &timing)?;
-            Some(format!("result thr {rate}"))
+            let d = measure::drain(&mut *link, case.size, &timing)?;
+            Some(format!("result thr {} {}", d.msgs_per_s, d.total))
         }
         (Mode::Thr, Role::Remote) => {
             measure::stream(&mut *link);

@@ -33,7 +33,7 @@ pub struct Plan {
 #[derive(Debug, Clone, Copy)]
 enum Sample {
     Lat { median_us: f64, p99_us: f64 },
-    Thr { msgs_per_s: f64 },
+    Thr { msgs_per_s: f64, messages: u64 },
 }
 
 /// A child that is killed (if still running) and reaped when dropped.
@@ -87,7 +87,10 @@ fn show(sample: Sample) -> String {
         Sample::Lat { median_us, p99_us } => {
             format!("rtt median {median_us:.2} us, p99 {p99_us:.2} us")
         }
-        Sample::Thr { msgs_per_s } => format!("{msgs_per_s:.0} msgs/s"),
+        Sample::Thr {
+            msgs_per_s,
+            messages,
+        } => format!("{msgs_per_s:.0} msgs/s ({messages} messages received)"),
     }
 }
 
@@ -102,7 +105,7 @@ fn merge(case: Case, samples: &[Sample]) -> Row {
                 medians.push(median_us);
                 p99s.push(p99_us);
             }
-            Sample::Thr { msgs_per_s } => rates.push(msgs_per_s),
+            Sample::Thr { msgs_per_s, .. } => rates.push(msgs_per_s),
         }
     }
     match case.mode {
@@ -234,8 +237,9 @@ fn parse_result(line: &str) -> Result<Sample> {
             median_us: median.parse()?,
             p99_us: p99.parse()?,
         },
-        ["result", "thr", rate] => Sample::Thr {
+        ["result", "thr", rate, messages] => Sample::Thr {
             msgs_per_s: rate.parse()?,
+            messages: messages.parse()?,
         },
         _ => bail!("not a result"),
     })
