@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::case::{Case, Cores, Impl, Mode, Row, Transport};
-use crate::report::{Results, size_label};
+use crate::report::{Results, impls_in, size_label};
 
 const PANEL_W: f64 = 330.0;
 const PANEL_H: f64 = 210.0;
@@ -20,6 +20,7 @@ fn color(imp: Impl) -> &'static str {
     match imp {
         Impl::Conduit => "#1f77b4",
         Impl::Raw => "#8c8c8c",
+        Impl::RawBatch => "#cccccc",
         Impl::Libzmq => "#d62728",
     }
 }
@@ -51,7 +52,15 @@ struct PlotRow {
 pub fn svg(rows: &[Row], subtitle: &str) -> String {
     let res = Results(rows);
     let transports = [Transport::Pipe, Transport::Ipc, Transport::Tcp];
-    let impls = [Impl::Conduit, Impl::Raw, Impl::Libzmq];
+    let legend = impls_in(rows, Mode::Thr)
+        .into_iter()
+        .chain(impls_in(rows, Mode::Lat))
+        .fold(Vec::new(), |mut v, i| {
+            if !v.contains(&i) {
+                v.push(i);
+            }
+            v
+        });
     let mut sizes: Vec<usize> = rows.iter().map(|r| r.size).collect();
     sizes.sort_unstable();
     sizes.dedup();
@@ -90,21 +99,28 @@ pub fn svg(rows: &[Row], subtitle: &str) -> String {
         escape(subtitle)
     );
     // Legend.
-    for (i, imp) in impls.iter().enumerate() {
-        let x = width - 330.0 + i as f64 * 105.0;
+    for (i, imp) in legend.iter().enumerate() {
+        let x = width - 120.0 * legend.len() as f64 + i as f64 * 120.0;
+        let name = match imp {
+            Impl::RawBatch => format!("raw, {}/writev", crate::raw::BATCH),
+            other => other.to_string(),
+        };
         let _ = writeln!(
             s,
-            r#"<rect x="{x}" y="12" width="14" height="14" fill="{}"/><text x="{}" y="24">{imp}</text>"#,
+            r#"<rect x="{x}" y="12" width="14" height="14" fill="{}"/><text x="{}" y="24">{name}</text>"#,
             color(*imp),
             x + 19.0
         );
     }
     for (ri, pr) in plot_rows.iter().enumerate() {
         let y0 = TOP + ri as f64 * (PANEL_H + AXIS_H + ROW_GAP);
+        let impls = impls_in(rows, pr.mode);
+        // The axis spans every bar and every p99 tick of the row.
         let values: Vec<f64> = rows
             .iter()
             .filter(|r| r.mode == pr.mode && r.cores == pr.cores)
-            .filter_map(|r| res.value(r.case()))
+            .flat_map(|r| [res.value(r.case()), r.rtt_p99_us])
+            .flatten()
             .filter(|v| *v > 0.0)
             .collect();
         let _ = writeln!(

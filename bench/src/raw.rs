@@ -1,26 +1,35 @@
 //! The baseline: the same OS channel, no library. A message is a 4-byte
 //! little-endian length and the payload, sent with one `write`; the receiver reads
 //! as much as has arrived into one buffer and takes messages out of it.
+//!
+//! The `raw-batch` variant sends 64 messages per `writev` instead: the ceiling
+//! for a library that batches small messages.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use anyhow::{Context, Result, bail};
 
-use crate::case::{Case, Mode, Role, Transport};
+use crate::case::{Case, Impl, Mode, Role, Transport};
 use crate::measure::Link;
 use crate::peer::{Meet, announce};
 
 const PREFIX: usize = 4;
+
+/// Messages per `writev` for `raw-batch`.
+pub const BATCH: usize = 64;
 
 struct RawLink {
     rd: File,
     wr: File,
     /// Prefix and payload of the message we send, built once.
     out: Vec<u8>,
+    /// Messages per write (1, or BATCH), and how many are waiting for it.
+    batch: usize,
+    waiting: usize,
     /// Received bytes; `buf[start..end]` is not consumed yet.
     buf: Vec<u8>,
     start: usize,
@@ -28,7 +37,7 @@ struct RawLink {
 }
 
 impl RawLink {
-    fn new(rd: OwnedFd, wr: OwnedFd, size: usize) -> RawLink {
+    fn new(rd: OwnedFd, wr: OwnedFd, size: usize, batch: usize) -> RawLink {
         let mut out = Vec::with_capacity(PREFIX + size);
         out.extend_from_slice(&(size as u32).to_le_bytes());
         out.resize(PREFIX + size, 0xA5);
@@ -36,6 +45,8 @@ impl RawLink {
             rd: File::from(rd),
             wr: File::from(wr),
             out,
+            batch,
+            waiting: 0,
             buf: vec![0; (2 * (PREFIX + size)).max(256 << 10)],
             start: 0,
             end: 0,
@@ -92,7 +103,20 @@ impl RawLink {
 
 impl Link for RawLink {
     fn send(&mut self) -> Result<()> {
-        Ok(self.wr.write_all(&self.out)?)
+        if self.batch == 1 {
+            return Ok(self.wr.write_all(&self.out)?);
+        }
+        self.waiting += 1;
+        if self.waiting == self.batch {
+            self.waiting = 0;
+            let mut slices = [IoSlice::new(&self.out); BATCH];
+            let mut slices = &mut slices[..];
+            while !slices.is_empty() {
+                let n = self.wr.write_vectored(slices)?;
+                IoSlice::advance_slices(&mut slices, n);
+            }
+        }
+        Ok(())
     }
 
     fn recv(&mut self) -> Result<Option<usize>> {
@@ -155,5 +179,6 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
             (fd.try_clone()?, fd)
         }
     };
-    Ok(Box::new(RawLink::new(rd, wr, case.size)))
+    let batch = if case.imp == Impl::RawBatch { BATCH } else { 1 };
+    Ok(Box::new(RawLink::new(rd, wr, case.size, batch)))
 }

@@ -73,80 +73,87 @@ fn rate_text(msgs_per_s: f64) -> String {
     }
 }
 
-/// The tables, as Markdown.
-pub fn tables(rows: &[Row]) -> String {
-    let res = Results(rows);
-    let impls = [Impl::Conduit, Impl::Raw, Impl::Libzmq];
-    let mut out = String::new();
+/// The implementations that have rows in `mode`, in column order.
+pub fn impls_in(rows: &[Row], mode: Mode) -> Vec<Impl> {
+    [Impl::Conduit, Impl::Raw, Impl::RawBatch, Impl::Libzmq]
+        .into_iter()
+        .filter(|imp| rows.iter().any(|r| r.mode == mode && r.imp == *imp))
+        .collect()
+}
 
-    let lat = res.cells(Mode::Lat);
-    if !lat.is_empty() {
-        out.push_str(
-            "### Round-trip latency, median / p99 in µs (ratios of medians: lower is better for conduit)\n\n",
+fn column_name(imp: Impl) -> String {
+    match imp {
+        Impl::RawBatch => format!("raw, {} per writev", crate::raw::BATCH),
+        other => other.to_string(),
+    }
+}
+
+/// One table: a line per cell, a column per implementation, then conduit's ratios.
+fn table(out: &mut String, res: &Results, mode: Mode, cell_text: impl Fn(&Row) -> Option<String>) {
+    let cells = res.cells(mode);
+    if cells.is_empty() {
+        return;
+    }
+    let impls = impls_in(res.0, mode);
+    let baselines: Vec<Impl> = impls
+        .iter()
+        .copied()
+        .filter(|i| *i != Impl::Conduit)
+        .collect();
+    out.push_str("| transport | size | cores |");
+    for imp in &impls {
+        let _ = write!(out, " {} |", column_name(*imp));
+    }
+    for b in &baselines {
+        let _ = write!(out, " conduit/{b} |");
+    }
+    out.push_str("\n|---|---:|---|");
+    out.push_str(&"---:|".repeat(impls.len() + baselines.len()));
+    out.push('\n');
+    for cell in &cells {
+        let _ = write!(
+            out,
+            "| {} | {} | {} |",
+            cell.transport,
+            size_label(cell.size),
+            cell.cores
         );
-        out.push_str("| transport | size | cores | conduit | raw | libzmq | conduit/raw | conduit/libzmq |\n");
-        out.push_str("|---|---:|---|---:|---:|---:|---:|---:|\n");
-        for cell in &lat {
-            let _ = write!(
-                out,
-                "| {} | {} | {} ",
-                cell.transport,
-                size_label(cell.size),
-                cell.cores
-            );
-            for imp in impls {
-                let text = res
-                    .get(Case { imp, ..*cell })
-                    .and_then(|r| Some(format!("{:.1} / {:.1}", r.rtt_median_us?, r.rtt_p99_us?)))
-                    .unwrap_or_else(|| "-".into());
-                let _ = write!(out, "| {text} ");
-            }
-            let _ = writeln!(
-                out,
-                "| {} | {} |",
-                ratio_text(res.ratio(*cell, Impl::Raw)),
-                ratio_text(res.ratio(*cell, Impl::Libzmq))
-            );
+        for imp in &impls {
+            let text = res
+                .get(Case { imp: *imp, ..*cell })
+                .and_then(&cell_text)
+                .unwrap_or_else(|| "-".into());
+            let _ = write!(out, " {text} |");
+        }
+        for b in &baselines {
+            let _ = write!(out, " {} |", ratio_text(res.ratio(*cell, *b)));
         }
         out.push('\n');
     }
+    out.push('\n');
+}
 
-    let thr = res.cells(Mode::Thr);
-    if !thr.is_empty() {
+/// The tables, as Markdown.
+pub fn tables(rows: &[Row]) -> String {
+    let res = Results(rows);
+    let mut out = String::new();
+    if rows.iter().any(|r| r.mode == Mode::Lat) {
+        out.push_str("### Round-trip latency, median / p99 in µs (ratios of medians: lower is better for conduit)\n\n");
+        table(&mut out, &res, Mode::Lat, |r| {
+            Some(format!("{:.1} / {:.1}", r.rtt_median_us?, r.rtt_p99_us?))
+        });
+    }
+    if rows.iter().any(|r| r.mode == Mode::Thr) {
         out.push_str(
             "### Stream throughput, messages/s and MB/s (ratios: higher is better for conduit)\n\n",
         );
-        out.push_str("| transport | size | cores | conduit | raw | libzmq | conduit/raw | conduit/libzmq |\n");
-        out.push_str("|---|---:|---|---:|---:|---:|---:|---:|\n");
-        for cell in &thr {
-            let _ = write!(
-                out,
-                "| {} | {} | {} ",
-                cell.transport,
-                size_label(cell.size),
-                cell.cores
-            );
-            for imp in impls {
-                let text = res
-                    .get(Case { imp, ..*cell })
-                    .and_then(|r| {
-                        Some(format!(
-                            "{}/s, {:.0} MB/s",
-                            rate_text(r.msgs_per_s?),
-                            r.mb_per_s?
-                        ))
-                    })
-                    .unwrap_or_else(|| "-".into());
-                let _ = write!(out, "| {text} ");
-            }
-            let _ = writeln!(
-                out,
-                "| {} | {} |",
-                ratio_text(res.ratio(*cell, Impl::Raw)),
-                ratio_text(res.ratio(*cell, Impl::Libzmq))
-            );
-        }
-        out.push('\n');
+        table(&mut out, &res, Mode::Thr, |r| {
+            Some(format!(
+                "{}/s, {:.0} MB/s",
+                rate_text(r.msgs_per_s?),
+                r.mb_per_s?
+            ))
+        });
     }
     out
 }
