@@ -165,7 +165,7 @@ fn run(args: RunArgs) -> Result<()> {
         plan.timing.warmup,
         plan.timing.measure
     );
-    let rows = runner::run(&plan)?;
+    let runner::Outcome { rows, failures } = runner::run(&plan)?;
     println!("{}", report::tables(&rows));
     println!("{}", report::target_check(&rows));
     if let Some(path) = &args.json {
@@ -179,6 +179,11 @@ fn run(args: RunArgs) -> Result<()> {
         std::fs::write(path, plot::svg(&rows, &subtitle))
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
+    }
+    // Only a broken measurement fails the run, never a slow one: no time is
+    // asserted anywhere.
+    if failures > 0 {
+        bail!("{failures} measurement(s) failed; see above");
     }
     Ok(())
 }

@@ -48,14 +48,24 @@ impl Drop for Reaped {
     }
 }
 
-/// Runs every case of `plan`, `plan.rounds` times, and returns one row per case
-/// that produced a result. Failures are reported on standard error and skipped.
-pub fn run(plan: &Plan) -> Result<Vec<Row>> {
+/// What a run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    /// One row per case that produced a result.
+    pub rows: Vec<Row>,
+    /// Measurements that failed (reported on standard error as they happened).
+    pub failures: usize,
+}
+
+/// Runs every case of `plan`, `plan.rounds` times. A measurement that fails is
+/// reported and skipped; the others go on.
+pub fn run(plan: &Plan) -> Result<Outcome> {
     let exe = std::env::current_exe().context("cannot find this program's path")?;
     let dir = std::env::temp_dir().join(format!("conduit-bench.{}", std::process::id()));
     let total = plan.cases.len() * plan.rounds as usize;
     let mut samples: HashMap<Case, Vec<Sample>> = HashMap::new();
     let mut done = 0;
+    let mut failures = 0;
     for round in 1..=plan.rounds {
         for case in &plan.cases {
             done += 1;
@@ -71,15 +81,19 @@ pub fn run(plan: &Plan) -> Result<Vec<Row>> {
                     );
                     samples.entry(*case).or_default().push(sample);
                 }
-                Err(e) => eprintln!("[{done:>4}/{total}] round {round}: {case}: FAILED: {e:#}"),
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("[{done:>4}/{total}] round {round}: {case}: FAILED: {e:#}");
+                }
             }
         }
     }
-    Ok(plan
+    let rows = plan
         .cases
         .iter()
         .filter_map(|case| samples.get(case).map(|s| merge(*case, s)))
-        .collect())
+        .collect();
+    Ok(Outcome { rows, failures })
 }
 
 fn show(sample: Sample) -> String {
