@@ -1,0 +1,184 @@
+//! What one measurement is: which implementation, over what, how, and the row it
+//! yields.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// An implementation under test. Adding one (say, conduit's pattern sockets) means
+/// a variant here and a module with an `open` function, wired in `peer::open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Impl {
+    /// conduit: `Channel` (PAIR) over ipc/tcp, `PipeSender`/`PipeReceiver` over pipes.
+    Conduit,
+    /// The same OS channel, a 4-byte length prefix, one write per message.
+    Raw,
+    /// As `raw`, but 64 messages per `writev`: what batching can reach (streams
+    /// only).
+    #[serde(rename = "raw-batch")]
+    RawBatch,
+    /// libzmq through its C API: PAIR for latency, PUSH/PULL for throughput.
+    Libzmq,
+}
+
+/// How the two processes are connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// Anonymous OS pipes inherited from the parent (two for a round trip).
+    Pipe,
+    /// A Unix domain socket at a path.
+    Ipc,
+    /// TCP over loopback.
+    Tcp,
+}
+
+/// What is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Ping-pong round trips (libzmq's local_lat/remote_lat).
+    Lat,
+    /// A one-way stream (libzmq's local_thr/remote_thr).
+    Thr,
+}
+
+/// Where the two processes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cores {
+    /// Both pinned to one core.
+    Same,
+    /// Each pinned to a core of its own.
+    Separate,
+}
+
+macro_rules! display_as_value_name {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let value = self.to_possible_value().expect("no skipped variants");
+                f.write_str(value.get_name())
+            }
+        }
+    )*};
+}
+display_as_value_name!(Impl, Transport, Mode, Cores);
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Case {
+    pub imp: Impl,
+    pub transport: Transport,
+    pub mode: Mode,
+    pub size: usize,
+    pub cores: Cores,
+}
+
+impl Case {
+    /// Whether this implementation has this transport at all.
+    pub fn exists(&self) -> bool {
+        match self.imp {
+            // libzmq has no pipe transport.
+            Impl::Libzmq => self.transport != Transport::Pipe,
+            // Batching has nothing to batch in a ping-pong.
+            Impl::RawBatch => self.mode == Mode::Thr,
+            Impl::Conduit | Impl::Raw => true,
+        }
+    }
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {} B, cores {}",
+            self.imp, self.transport, self.mode, self.size, self.cores
+        )
+    }
+}
+
+/// How long each measurement runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Traffic before anything is recorded: page faults, buffer growth, caches.
+    pub warmup: Duration,
+    /// Recording time.
+    pub measure: Duration,
+    /// A stream's recording is cut into this many windows; the median window rate
+    /// is reported.
+    pub windows: u32,
+}
+
+/// Which end of the pair a process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The measuring end: binds, times round trips (lat) or receives (thr).
+    Local,
+    /// The other end: connects, echoes (lat) or sends (thr).
+    Remote,
+}
+
+/// One line of the results, as the JSON output holds it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    #[serde(rename = "impl")]
+    pub imp: Impl,
+    pub transport: Transport,
+    pub mode: Mode,
+    pub size: usize,
+    pub cores: Cores,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_median_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_p99_us: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msgs_per_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mb_per_s: Option<f64>,
+}
+
+impl Row {
+    pub fn case(&self) -> Case {
+        Case {
+            imp: self.imp,
+            transport: self.transport,
+            mode: self.mode,
+            size: self.size,
+            cores: self.cores,
+        }
+    }
+
+    pub fn latency(case: Case, median_us: f64, p99_us: f64) -> Row {
+        Row {
+            rtt_median_us: Some(median_us),
+            rtt_p99_us: Some(p99_us),
+            ..Row::empty(case)
+        }
+    }
+
+    pub fn throughput(case: Case, msgs_per_s: f64) -> Row {
+        Row {
+            msgs_per_s: Some(msgs_per_s),
+            mb_per_s: Some(msgs_per_s * case.size as f64 / 1e6),
+            ..Row::empty(case)
+        }
+    }
+
+    fn empty(case: Case) -> Row {
+        Row {
+            imp: case.imp,
+            transport: case.transport,
+            mode: case.mode,
+            size: case.size,
+            cores: case.cores,
+            rtt_median_us: None,
+            rtt_p99_us: None,
+            msgs_per_s: None,
+            mb_per_s: None,
+        }
+    }
+}

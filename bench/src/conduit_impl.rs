@@ -1,0 +1,111 @@
+//! conduit, used as an application would: a PAIR `Channel` over ipc and tcp, and
+//! `PipeSender`/`PipeReceiver` over pipes made as `conduit::pipe()` makes them.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use bytes::Bytes;
+use conduit::{Channel, ChannelBuilder, Message, PipeReceiver, PipeSender, RecvError};
+
+use crate::case::{Case, Mode, Role, Transport};
+use crate::measure::Link;
+use crate::peer::{Meet, announce};
+
+/// The two directions of a link; a one-way pipe has only one of them.
+enum Ends {
+    Channel(Channel),
+    Pipes {
+        tx: Option<PipeSender>,
+        rx: Option<PipeReceiver>,
+    },
+}
+
+struct ConduitLink {
+    ends: Ends,
+    /// The payload, shared by every message sent: a send costs no copy in user
+    /// space, as with any `Bytes` an application already has.
+    payload: Bytes,
+}
+
+fn closed_or<T>(r: Result<T, RecvError>) -> Result<Option<T>> {
+    match r {
+        Ok(m) => Ok(Some(m)),
+        Err(RecvError::Closed) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl ConduitLink {
+    fn send_message(&mut self, m: Message) -> Result<()> {
+        match &self.ends {
+            Ends::Channel(ch) => ch.send(m)?,
+            Ends::Pipes { tx, .. } => tx.as_ref().context("no sending end")?.send(m)?,
+        }
+        Ok(())
+    }
+
+    fn recv_message(&mut self) -> Result<Option<Message>> {
+        match &self.ends {
+            Ends::Channel(ch) => closed_or(ch.recv()),
+            Ends::Pipes { rx, .. } => closed_or(rx.as_ref().context("no receiving end")?.recv()),
+        }
+    }
+}
+
+impl Link for ConduitLink {
+    fn send(&mut self) -> Result<()> {
+        self.send_message(Message::from(self.payload.clone()))
+    }
+
+    fn recv(&mut self) -> Result<Option<usize>> {
+        Ok(self.recv_message()?.map(|m| m.size()))
+    }
+
+    fn echo(&mut self) -> Result<bool> {
+        match self.recv_message()? {
+            Some(m) => self.send_message(m).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+/// Connects a conduit link for `case`.
+pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
+    let builder = ChannelBuilder::new().connect_timeout(Duration::from_secs(10));
+    let ends = match case.transport {
+        Transport::Pipe => {
+            let mut fds = meet.fds.into_iter();
+            let mut next = || fds.next().ok_or_else(|| anyhow!("missing a pipe end"));
+            match (case.mode, role) {
+                (Mode::Lat, _) => Ends::Pipes {
+                    rx: Some(PipeReceiver::from_fd(next()?)?),
+                    tx: Some(PipeSender::from_fd(next()?)?),
+                },
+                (Mode::Thr, Role::Local) => Ends::Pipes {
+                    rx: Some(PipeReceiver::from_fd(next()?)?),
+                    tx: None,
+                },
+                (Mode::Thr, Role::Remote) => Ends::Pipes {
+                    rx: None,
+                    tx: Some(PipeSender::from_fd(next()?)?),
+                },
+            }
+        }
+        Transport::Ipc | Transport::Tcp => Ends::Channel(match role {
+            Role::Local => {
+                let endpoint = match case.transport {
+                    Transport::Ipc => format!("ipc://{}", meet.dir.join("conduit.sock").display()),
+                    _ => "tcp://127.0.0.1:0".to_owned(),
+                };
+                let listener = builder.listen(&endpoint)?;
+                announce(&listener.endpoint().to_string());
+                listener.accept()?
+            }
+            Role::Remote => builder.connect(meet.endpoint()?)?,
+        }),
+    };
+    Ok(Box::new(ConduitLink {
+        ends,
+        payload: Bytes::from(vec![0xA5; case.size]),
+    }))
+}

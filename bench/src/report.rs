@@ -1,0 +1,255 @@
+//! The printed results: Markdown tables with conduit's ratios to the baselines
+//! measured in the same run, and the targets checked against them.
+
+use std::fmt::Write;
+
+use crate::case::{Case, Cores, Impl, Mode, Row, Transport};
+
+/// "8 B", "1 KiB", "1 MiB".
+pub fn size_label(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 && s % (1 << 20) == 0 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 && s % (1 << 10) == 0 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+/// Looks rows up by case.
+pub struct Results<'a>(pub &'a [Row]);
+
+impl Results<'_> {
+    pub fn get(&self, case: Case) -> Option<&Row> {
+        self.0.iter().find(|r| r.case() == case)
+    }
+
+    /// The figure of merit: median round trip (lat) or messages per second (thr).
+    pub fn value(&self, case: Case) -> Option<f64> {
+        let row = self.get(case)?;
+        match case.mode {
+            Mode::Lat => row.rtt_median_us,
+            Mode::Thr => row.msgs_per_s,
+        }
+    }
+
+    /// conduit's figure over `baseline`'s, for the cell of `case`.
+    pub fn ratio(&self, case: Case, baseline: Impl) -> Option<f64> {
+        let conduit = self.value(Case {
+            imp: Impl::Conduit,
+            ..case
+        })?;
+        let base = self.value(Case {
+            imp: baseline,
+            ..case
+        })?;
+        Some(conduit / base)
+    }
+
+    /// The distinct cells (case with the implementation left out), in run order.
+    fn cells(&self, mode: Mode) -> Vec<Case> {
+        let mut cells: Vec<Case> = Vec::new();
+        for r in self.0.iter().filter(|r| r.mode == mode) {
+            let cell = Case {
+                imp: Impl::Conduit,
+                ..r.case()
+            };
+            if !cells.contains(&cell) {
+                cells.push(cell);
+            }
+        }
+        cells.sort_by_key(|c| (c.transport as u8, c.size, c.cores as u8));
+        cells
+    }
+}
+
+fn ratio_text(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{r:.2}"))
+}
+
+fn rate_text(msgs_per_s: f64) -> String {
+    if msgs_per_s >= 1e6 {
+        format!("{:.2} M", msgs_per_s / 1e6)
+    } else {
+        format!("{:.1} k", msgs_per_s / 1e3)
+    }
+}
+
+/// The implementations that have rows in `mode`, in column order.
+pub fn impls_in(rows: &[Row], mode: Mode) -> Vec<Impl> {
+    [Impl::Conduit, Impl::Raw, Impl::RawBatch, Impl::Libzmq]
+        .into_iter()
+        .filter(|imp| rows.iter().any(|r| r.mode == mode && r.imp == *imp))
+        .collect()
+}
+
+fn column_name(imp: Impl) -> String {
+    match imp {
+        Impl::RawBatch => format!("raw, {} per writev", crate::raw::BATCH),
+        other => other.to_string(),
+    }
+}
+
+/// One table: a line per cell, a column per implementation, then conduit's ratios.
+fn table(out: &mut String, res: &Results, mode: Mode, cell_text: impl Fn(&Row) -> Option<String>) {
+    let cells = res.cells(mode);
+    if cells.is_empty() {
+        return;
+    }
+    let impls = impls_in(res.0, mode);
+    let baselines: Vec<Impl> = impls
+        .iter()
+        .copied()
+        .filter(|i| *i != Impl::Conduit)
+        .collect();
+    out.push_str("| transport | size | cores |");
+    for imp in &impls {
+        let _ = write!(out, " {} |", column_name(*imp));
+    }
+    for b in &baselines {
+        let _ = write!(out, " conduit/{b} |");
+    }
+    out.push_str("\n|---|---:|---|");
+    out.push_str(&"---:|".repeat(impls.len() + baselines.len()));
+    out.push('\n');
+    for cell in &cells {
+        let _ = write!(
+            out,
+            "| {} | {} | {} |",
+            cell.transport,
+            size_label(cell.size),
+            cell.cores
+        );
+        for imp in &impls {
+            let text = res
+                .get(Case { imp: *imp, ..*cell })
+                .and_then(&cell_text)
+                .unwrap_or_else(|| "-".into());
+            let _ = write!(out, " {text} |");
+        }
+        for b in &baselines {
+            let _ = write!(out, " {} |", ratio_text(res.ratio(*cell, *b)));
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
+/// The tables, as Markdown.
+pub fn tables(rows: &[Row]) -> String {
+    let res = Results(rows);
+    let mut out = String::new();
+    if rows.iter().any(|r| r.mode == Mode::Lat) {
+        out.push_str("### Round-trip latency, median / p99 in µs (ratios of medians: lower is better for conduit)\n\n");
+        table(&mut out, &res, Mode::Lat, |r| {
+            Some(format!("{:.1} / {:.1}", r.rtt_median_us?, r.rtt_p99_us?))
+        });
+    }
+    if rows.iter().any(|r| r.mode == Mode::Thr) {
+        out.push_str(
+            "### Stream throughput, messages/s and MB/s (ratios: higher is better for conduit)\n\n",
+        );
+        table(&mut out, &res, Mode::Thr, |r| {
+            Some(format!(
+                "{}/s, {:.0} MB/s",
+                rate_text(r.msgs_per_s?),
+                r.mb_per_s?
+            ))
+        });
+    }
+    out
+}
+
+/// One target: conduit's ratio to a baseline in one cell, and the bound it must
+/// keep.
+struct Target {
+    cell: Case,
+    baseline: Impl,
+    /// `Some(b)`: ratio <= b; checked against `at_least` otherwise.
+    at_most: Option<f64>,
+    at_least: Option<f64>,
+}
+
+fn targets() -> Vec<Target> {
+    let cell = |transport, mode, size, cores| Case {
+        imp: Impl::Conduit,
+        transport,
+        mode,
+        size,
+        cores,
+    };
+    let mut t = Vec::new();
+    // Round trips of 64 B, both ends on one core: <= 1.3x raw, <= 0.5x libzmq.
+    for tr in [Transport::Pipe, Transport::Ipc, Transport::Tcp] {
+        let c = cell(tr, Mode::Lat, 64, Cores::Same);
+        t.push(Target {
+            cell: c,
+            baseline: Impl::Raw,
+            at_most: Some(1.3),
+            at_least: None,
+        });
+        if tr != Transport::Pipe {
+            t.push(Target {
+                cell: c,
+                baseline: Impl::Libzmq,
+                at_most: Some(0.5),
+                at_least: None,
+            });
+        }
+    }
+    // Streams of 64 B over ipc and tcp: >= 1.5x libzmq.
+    for tr in [Transport::Ipc, Transport::Tcp] {
+        for cores in [Cores::Same, Cores::Separate] {
+            t.push(Target {
+                cell: cell(tr, Mode::Thr, 64, cores),
+                baseline: Impl::Libzmq,
+                at_most: None,
+                at_least: Some(1.5),
+            });
+        }
+    }
+    // Streams of 1 MiB: >= 0.9x raw bandwidth.
+    for tr in [Transport::Pipe, Transport::Ipc, Transport::Tcp] {
+        for cores in [Cores::Same, Cores::Separate] {
+            t.push(Target {
+                cell: cell(tr, Mode::Thr, 1 << 20, cores),
+                baseline: Impl::Raw,
+                at_most: None,
+                at_least: Some(0.9),
+            });
+        }
+    }
+    t
+}
+
+/// The targets, each met, missed, or not measured in this run.
+pub fn target_check(rows: &[Row]) -> String {
+    let res = Results(rows);
+    let mut out = String::from("### Targets (ratios against baselines of this run)\n\n");
+    out.push_str("| cell | bound | ratio | verdict |\n|---|---|---:|---|\n");
+    for t in targets() {
+        let c = t.cell;
+        let what = format!(
+            "{} {} {} {}",
+            c.mode,
+            c.transport,
+            size_label(c.size),
+            c.cores
+        );
+        let (bound, ok): (String, Box<dyn Fn(f64) -> bool>) = match (t.at_most, t.at_least) {
+            (Some(b), _) => (
+                format!("conduit/{} <= {b}", t.baseline),
+                Box::new(move |r| r <= b),
+            ),
+            (_, Some(b)) => (
+                format!("conduit/{} >= {b}", t.baseline),
+                Box::new(move |r| r >= b),
+            ),
+            _ => unreachable!("a target has a bound"),
+        };
+        let (ratio, verdict) = match res.ratio(c, t.baseline) {
+            Some(r) => (format!("{r:.2}"), if ok(r) { "met" } else { "MISSED" }),
+            None => ("-".into(), "not measured"),
+        };
+        let _ = writeln!(out, "| {what} | {bound} | {ratio} | {verdict} |");
+    }
+    out
+}
