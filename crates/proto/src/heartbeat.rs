@@ -54,6 +54,8 @@ pub struct Heartbeat {
     /// The TTL the peer asked us to apply, and when it runs out.
     peer_ttl: Option<Duration>,
     peer_expire_at: Option<Instant>,
+    /// The latest traffic seen, so that being told of it again changes nothing.
+    last_traffic: Instant,
 }
 
 impl Heartbeat {
@@ -65,11 +67,18 @@ impl Heartbeat {
             expire_at: None,
             peer_ttl: None,
             peer_expire_at: None,
+            last_traffic: now,
         }
     }
 
-    /// Something arrived from the peer at `at`.
+    /// Something arrived from the peer at `at`. Telling it of traffic it already
+    /// knew of (or older) changes nothing, so a caller may report the time of the
+    /// last arrival as often as it likes.
     pub fn on_traffic(&mut self, at: Instant) {
+        if at <= self.last_traffic {
+            return;
+        }
+        self.last_traffic = at;
         if !self.config.interval.is_zero() {
             self.ping_at = Some(at + self.config.interval);
             self.expire_at = None;
@@ -167,6 +176,25 @@ mod tests {
             hb.handle_timeout(t0 + Duration::from_millis(7100)),
             Some(HeartbeatAction::Expired)
         );
+    }
+
+    #[test]
+    fn hearing_of_the_same_traffic_again_does_not_postpone_the_expiry() {
+        let t0 = Instant::now();
+        let cfg = HeartbeatConfig {
+            interval: s(1),
+            timeout: s(1),
+            ttl: s(0),
+        };
+        let mut hb = Heartbeat::new(cfg, t0);
+        hb.on_traffic(t0 + Duration::from_millis(10));
+        assert!(matches!(
+            hb.handle_timeout(t0 + s(2)),
+            Some(HeartbeatAction::Ping { .. })
+        ));
+        hb.on_traffic(t0 + Duration::from_millis(10)); // the same arrival, reported again
+        hb.on_traffic(t0); // or an older one
+        assert_eq!(hb.handle_timeout(t0 + s(3)), Some(HeartbeatAction::Expired));
     }
 
     #[test]

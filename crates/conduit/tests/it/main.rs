@@ -2,7 +2,9 @@
 
 mod contract;
 mod interop_pair;
+mod pattern_connections;
 mod pattern_pipeline;
+mod pattern_pubsub;
 mod pattern_reqrep;
 mod process;
 mod pyzmq;

@@ -9,9 +9,14 @@ use std::time::Duration;
 
 use conduit::{ChannelBuilder, Error, Listener, Message, ProtocolError, RecvError, SocketType};
 
-/// Our greeting and a READY for `socket_type`, as raw bytes.
-fn opening(socket_type: &str) -> Vec<u8> {
-    let mut bytes = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 1];
+/// A ZMTP 3.1 greeting and a READY for `socket_type`, as raw bytes.
+pub fn opening(socket_type: &str) -> Vec<u8> {
+    opening_v(socket_type, 1)
+}
+
+/// A greeting for ZMTP 3.`minor` and a READY for `socket_type`.
+pub fn opening_v(socket_type: &str, minor: u8) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, minor];
     bytes.extend_from_slice(b"NULL");
     bytes.resize(64, 0);
     let mut body = b"\x05READY\x0bSocket-Type".to_vec();
@@ -22,7 +27,7 @@ fn opening(socket_type: &str) -> Vec<u8> {
     bytes
 }
 
-trait Stream: Read + Write + Send {}
+pub trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
 /// Listens on `transport` and connects a raw stream to it.
@@ -47,14 +52,15 @@ fn raw_link(
 }
 
 /// Reads the peer's greeting and one command frame; returns the frame's body.
-fn read_opening(stream: &mut dyn Stream) -> Vec<u8> {
+pub fn read_opening(stream: &mut dyn Stream) -> Vec<u8> {
     let mut greeting = [0u8; 64];
     stream.read_exact(&mut greeting).unwrap();
     assert_eq!(&greeting[..12], &[0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 1]);
+    // The READY may use the long form once properties grow.
     read_short_frame(stream).1
 }
 
-fn read_short_frame(stream: &mut dyn Stream) -> (u8, Vec<u8>) {
+pub fn read_short_frame(stream: &mut dyn Stream) -> (u8, Vec<u8>) {
     let mut header = [0u8; 2];
     stream.read_exact(&mut header).unwrap();
     assert_eq!(header[0] & 0x02, 0, "expected a short frame");
@@ -198,4 +204,40 @@ fn both_sides_see_each_others_announcements() {
     assert_eq!(peer.socket_type, SocketType::Pair);
     assert_eq!(peer.properties.get("x-app").unwrap(), "demo");
     assert!(a.peer().unwrap().greeting.is_3_1());
+}
+
+/// A raw stream connected to a conduit endpoint string (tcp or ipc).
+pub fn raw_connect(endpoint: &str) -> Box<dyn Stream> {
+    match endpoint.parse::<conduit::Endpoint>().unwrap() {
+        conduit::Endpoint::Ipc(path) => Box::new(UnixStream::connect(path).unwrap()),
+        conduit::Endpoint::Tcp { port, .. } => {
+            Box::new(TcpStream::connect(("127.0.0.1", port)).unwrap())
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// Reads one short or long frame: (flags, body).
+pub fn read_frame(stream: &mut dyn Stream) -> (u8, Vec<u8>) {
+    let mut flags = [0u8; 1];
+    stream.read_exact(&mut flags).unwrap();
+    let len = if flags[0] & 0x02 != 0 {
+        let mut size = [0u8; 8];
+        stream.read_exact(&mut size).unwrap();
+        u64::from_be_bytes(size) as usize
+    } else {
+        let mut size = [0u8; 1];
+        stream.read_exact(&mut size).unwrap();
+        usize::from(size[0])
+    };
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).unwrap();
+    (flags[0], body)
+}
+
+/// Reads the peer's greeting and its READY (of any length).
+pub fn read_greeting_and_ready(stream: &mut dyn Stream) -> Vec<u8> {
+    let mut greeting = [0u8; 64];
+    stream.read_exact(&mut greeting).unwrap();
+    read_frame(stream).1
 }
