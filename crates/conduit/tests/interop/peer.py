@@ -1,49 +1,93 @@
 """A real ZeroMQ peer (pyzmq, libzmq underneath) for conduit's interop tests.
 
-usage: peer.py TYPE bind|connect ENDPOINT ACTION [N]
+usage: peer.py TYPE bind|connect ENDPOINT ACTION [ARGS...]
 
-  TYPE      a ZeroMQ socket type: PAIR, PUSH, PULL, REQ, REP, ...
+  TYPE      a ZeroMQ socket type: PAIR, PUSH, PULL, REQ, REP, DEALER, ROUTER,
+            PUB, SUB, XPUB, XSUB
   ENDPOINT  tcp://... or ipc://...; when binding, the bound endpoint is printed
             as "ENDPOINT <endpoint>" on the first line of standard output
-  ACTION    echo      send every message back until one is just [b"bye"]
-            send N    send N two-frame messages [b"msg", b"<i>"], then close
-            recv N    receive N messages; print each as a JSON list of hex frames
 
-Every receive times out after 10 s so that a broken test fails instead of hanging.
+  ACTION    echo N        receive N messages, sending each back unchanged
+            send N        send N messages [b"msg", b"<i>"]
+            recv N        receive N messages, printing each
+            request N     send N requests [b"req", b"<i>"] (a DEALER puts the
+                          empty delimiter first) and print each reply
+            publish       until standard input closes: if XPUB, first wait for a
+                          subscription and print it; then send [b"a.<i>"] and
+                          [b"b.<i>"] every 5 ms
+            subscribe T N subscribe to T (an XSUB sends b"\\x01" + T), then
+                          receive N messages, printing each
+
+Printed messages are one JSON list of hex frames per line. Options: a ROUTER
+or DEALER takes its routing id from the environment variable PEER_ID. Every
+receive times out after 10 s, so a broken test fails instead of hanging.
 """
 
 import json
+import os
+import select
 import sys
 
 import zmq
 
 
+def show(msg):
+    print(json.dumps([frame.hex() for frame in msg]), flush=True)
+
+
+def stdin_closed():
+    ready, _, _ = select.select([sys.stdin], [], [], 0)
+    return bool(ready) and sys.stdin.read(1) == ""
+
+
 def main():
-    kind, how, endpoint, action = sys.argv[1:5]
-    n = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    kind, how, endpoint, action, *args = sys.argv[1:]
     ctx = zmq.Context()
     sock = ctx.socket(getattr(zmq, kind))
     sock.rcvtimeo = 10_000
     sock.sndtimeo = 10_000
     sock.linger = 10_000
+    if os.environ.get("PEER_ID"):
+        sock.setsockopt(zmq.ROUTING_ID, os.environ["PEER_ID"].encode())
     if how == "bind":
         sock.bind(endpoint)
         print("ENDPOINT", sock.last_endpoint.decode(), flush=True)
     else:
         sock.connect(endpoint)
+
     if action == "echo":
-        while True:
-            msg = sock.recv_multipart()
-            if msg == [b"bye"]:
-                break
-            sock.send_multipart(msg)
+        for _ in range(int(args[0])):
+            sock.send_multipart(sock.recv_multipart())
     elif action == "send":
-        for i in range(n):
+        for i in range(int(args[0])):
             sock.send_multipart([b"msg", str(i).encode()])
     elif action == "recv":
-        for _ in range(n):
-            msg = sock.recv_multipart()
-            print(json.dumps([frame.hex() for frame in msg]), flush=True)
+        for _ in range(int(args[0])):
+            show(sock.recv_multipart())
+    elif action == "request":
+        for i in range(int(args[0])):
+            request = [b"req", str(i).encode()]
+            if kind == "DEALER":
+                request.insert(0, b"")
+            sock.send_multipart(request)
+            show(sock.recv_multipart())
+    elif action == "publish":
+        if kind == "XPUB":
+            show(sock.recv_multipart())
+        i = 0
+        while not stdin_closed():
+            sock.send_multipart([b"a.%d" % i])
+            sock.send_multipart([b"b.%d" % i])
+            i += 1
+            select.select([], [], [], 0.005)
+    elif action == "subscribe":
+        topic = args[0].encode()
+        if kind == "XSUB":
+            sock.send(b"\x01" + topic)
+        else:
+            sock.setsockopt(zmq.SUBSCRIBE, topic)
+        for _ in range(int(args[1])):
+            show(sock.recv_multipart())
     else:
         sys.exit(f"unknown action {action}")
     sock.close()

@@ -26,8 +26,10 @@ fn converse(channel: &Channel) {
         channel.send(m.clone()).unwrap();
         assert_eq!(channel.recv().unwrap(), m);
     }
-    channel.send("bye").unwrap();
 }
+
+/// How many messages `converse` sends, for the echoing peer's count.
+const CONVERSATION: &str = "5";
 
 #[test]
 fn conduit_binds_and_pyzmq_connects() {
@@ -39,7 +41,7 @@ fn conduit_binds_and_pyzmq_connects() {
         };
         let listener = ChannelBuilder::new().listen(&endpoint).unwrap();
         let bound = listener.endpoint().to_string();
-        let peer = Peer::start(&["PAIR", "connect", &bound, "echo"]);
+        let peer = Peer::start(&["PAIR", "connect", &bound, "echo", CONVERSATION]);
         let channel = listener
             .accept_timeout(Duration::from_secs(20))
             .unwrap()
@@ -58,7 +60,13 @@ fn conduit_binds_and_pyzmq_connects() {
 fn pyzmq_binds_and_conduit_connects() {
     for transport in ["tcp", "ipc"] {
         let dir = tempfile::tempdir().unwrap();
-        let peer = Peer::start(&["PAIR", "bind", &bind_endpoint(transport, &dir), "echo"]);
+        let peer = Peer::start(&[
+            "PAIR",
+            "bind",
+            &bind_endpoint(transport, &dir),
+            "echo",
+            CONVERSATION,
+        ]);
         let channel = Channel::connect(peer.endpoint.as_deref().unwrap()).unwrap();
         converse(&channel);
         peer.finish();

@@ -1,7 +1,9 @@
 //! conduit's integration tests: one binary, one module per area.
 
 mod contract;
+mod guide_examples;
 mod interop_pair;
+mod interop_patterns;
 mod pattern_connections;
 mod pattern_pipeline;
 mod pattern_pubsub;

@@ -196,15 +196,7 @@ fn opening_the_wrong_kind_of_end_says_so() {
 
 #[test]
 fn the_pipeline_example_reproduces_cat_grep() {
-    // `cargo test` builds the examples next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let example = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/pipeline");
-    assert!(example.exists(), "{} is not built", example.display());
+    let example = crate::guide_examples::example("pipeline");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("foo.c");
     std::fs::write(

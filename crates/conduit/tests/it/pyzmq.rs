@@ -6,8 +6,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
 
 use conduit::Message;
 
@@ -36,18 +38,25 @@ fn python() -> &'static PathBuf {
 /// A running pyzmq peer; killed if the test ends before it does.
 pub struct Peer {
     child: Child,
-    stdout: BufReader<ChildStdout>,
+    lines: Receiver<String>,
     /// The endpoint it bound, when it binds.
     pub endpoint: Option<String>,
 }
 
 impl Peer {
-    /// Starts `peer.py` with `args` (TYPE bind|connect ENDPOINT ACTION [N]).
+    /// Starts `peer.py` with `args` (TYPE bind|connect ENDPOINT ACTION [ARGS]).
     pub fn start(args: &[&str]) -> Peer {
+        Peer::start_with(args, &[])
+    }
+
+    /// Starts `peer.py` with `args` and extra environment variables.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Peer {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/peer.py");
         let mut child = Command::new(python())
             .arg(script)
             .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("cannot start python");
@@ -58,22 +67,49 @@ impl Peer {
                 .unwrap_or_else(|| panic!("peer said {line:?}"))
                 .to_owned()
         });
+        // Lines are read on a thread of their own, so that a test can wait for
+        // one with a deadline while it keeps sending.
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Peer {
             child,
-            stdout,
+            lines,
             endpoint,
         }
     }
 
-    /// The next message a `recv` peer printed.
+    /// The next message the peer printed, waiting up to 20 s.
     pub fn next_message(&mut self) -> Message {
-        let line = read_line(&mut self.stdout);
+        self.message_within(Duration::from_secs(20))
+            .expect("the pyzmq peer printed no message in time")
+    }
+
+    /// The next message the peer printed, if it prints one within `timeout`.
+    pub fn message_within(&mut self, timeout: Duration) -> Option<Message> {
+        let line = match self.lines.recv_timeout(timeout) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => return None,
+            Err(RecvTimeoutError::Disconnected) => panic!("the pyzmq peer exited early"),
+        };
         let frames: Vec<String> = parse_hex_list(&line);
-        Message::from_frames(frames.iter().map(|h| hex_decode(h)))
+        Some(Message::from_frames(frames.iter().map(|h| hex_decode(h))))
+    }
+
+    /// Closes the peer's standard input: a publishing peer stops then.
+    pub fn stop(&mut self) {
+        drop(self.child.stdin.take());
     }
 
     /// Waits for the peer to exit, asserting it succeeded.
     pub fn finish(mut self) {
+        self.stop();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "pyzmq peer failed: {status}");
     }
