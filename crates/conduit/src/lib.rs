@@ -1,4 +1,72 @@
-//! conduit: whole-message channels and ZeroMQ socket patterns.
+//! conduit: message passing between processes, over pipes, socket pairs, Unix
+//! domain sockets and TCP, in whole messages, speaking ZeroMQ's ZMTP 3.1.
+//!
+//! # Channels: one peer
+//!
+//! A [`Channel`] is a two-way channel to one peer. Open one by connecting, by
+//! binding and accepting ([`Listener`]), or as a connected pair. The peer can be
+//! another conduit channel or any ZeroMQ PAIR socket.
+//!
+//! ```
+//! use conduit::{Channel, Message};
+//!
+//! let (a, b) = Channel::pair()?;
+//! a.send(Message::from_frames(["greeting", "hello"]))?; // one message, two frames
+//! let msg = b.recv()?;                                   // whole, or not at all
+//! assert_eq!(msg.frames()[1], "hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Every operation comes in three forms, like crossbeam's channels: `send`,
+//! `try_send`, `send_timeout`; `recv`, `try_recv`, `recv_timeout`. Each has a
+//! small error type saying what happened, and a failed send hands the message
+//! back.
+//!
+//! # Pipes: one way
+//!
+//! [`pipe()`] gives a [`PipeSender`] and a [`PipeReceiver`] over an OS pipe:
+//! the same frames, no handshake. Standard input and output work too
+//! ([`PipeSender::from_fd`]), which is how `conduit send --connect -` feeds a
+//! shell pipe.
+//!
+//! # Processes
+//!
+//! [`process`] spawns a child with a channel or pipe end already open in it; the
+//! child opens it with one call ([`Channel::from_parent`]). Nothing else leaks
+//! into the child.
+//!
+//! # Sockets: patterns and many peers
+//!
+//! A [`Socket`] is a ZeroMQ socket of one of the standard types, talking to any
+//! number of peers over any number of endpoints, reconnecting, and queueing
+//! within high-water marks, as libzmq does.
+//!
+//! ```
+//! use conduit::{Socket, SocketType};
+//!
+//! let rep = Socket::new(SocketType::Rep)?;
+//! let endpoint = rep.bind("tcp://127.0.0.1:*")?.to_string();
+//! let req = Socket::new(SocketType::Req)?;
+//! req.connect(&endpoint)?;
+//! req.send("ping")?;
+//! assert_eq!(rep.recv()?.concat(), "ping");
+//! rep.send("pong")?;
+//! assert_eq!(req.recv()?.concat(), "pong");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Closing
+//!
+//! Closing a channel, pipe or socket (or dropping it) delivers everything sent
+//! before, within the linger time (by default as long as it takes). The peer's
+//! receive then reports [`RecvError::Closed`], which is not an error; a peer
+//! that dies partway through a message gives [`Error::Truncated`], never part
+//! of a message.
+//!
+//! # The protocol core
+//!
+//! The wire format lives in the `conduit-proto` crate, which does no I/O; its
+//! [`Message`], [`SocketType`] and [`ProtocolError`] are re-exported here.
 #![deny(missing_docs)]
 
 mod channel;
