@@ -23,10 +23,11 @@ use crate::writer::{SendFail, Writer};
 /// message cost many more context switches.
 const PIPE_SIZE: usize = 1 << 20;
 
-/// Creates an OS pipe, both ends close-on-exec and non-blocking, sized for
-/// throughput when the system allows. Returns (read end, write end).
+/// Creates an OS pipe, both ends close-on-exec and blocking (the transport asks
+/// for non-blocking calls one at a time), sized for throughput when the system
+/// allows. Returns (read end, write end).
 pub(crate) fn os_pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
+    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| Error::io("cannot create a pipe", e.into()))?;
     // Best effort: a smaller pipe is slower, not wrong.
     let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE);
