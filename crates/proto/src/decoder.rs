@@ -103,6 +103,11 @@ impl Decoder {
             if header.command {
                 return Command::parse(body).map(|c| Some(Item::Command(c)));
             }
+            if !header.more && self.frames.is_empty() {
+                // A message of one frame, most of them: no frame list to fill and
+                // empty again.
+                return Ok(Some(Item::Message(Message::from(body))));
+            }
             self.frames.push(body);
             self.message_size += header.len;
             if !header.more {
