@@ -1,5 +1,6 @@
 //! The receive path: read big chunks, hand out whole messages.
 
+use std::cell::Cell;
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,29 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// Below this much free space, grow the buffer before reading.
 const MIN_SPARE: usize = 4 << 10;
+
+thread_local! {
+    /// Messages this thread has taken from conduit: see [`received_here`].
+    static RECEIVED_HERE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts a message the calling thread just took from conduit.
+///
+/// The send path compares the count at each send with the count at the
+/// previous one: a change means the thread is answering something, so its send
+/// is written at once instead of waiting to be batched. [`Reader::recv`] counts
+/// every message it returns; code that hands messages to the application
+/// through a queue of its own (the socket layer, whose reader threads are not
+/// the application's) calls this on the application's thread when it gives one
+/// out.
+pub(crate) fn note_received_here() {
+    RECEIVED_HERE.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
+/// How many messages the calling thread has taken from conduit so far.
+pub(crate) fn received_here() -> u64 {
+    RECEIVED_HERE.with(Cell::get)
+}
 
 /// Why no message came back.
 #[derive(Debug)]
@@ -147,7 +171,10 @@ impl Reader {
                 None => {}
             }
             match st.decoder.decode(&mut st.buf) {
-                Ok(Some(Item::Message(msg))) => return Ok(msg),
+                Ok(Some(Item::Message(msg))) => {
+                    note_received_here();
+                    return Ok(msg);
+                }
                 Ok(Some(Item::Command(cmd))) => {
                     if let Err(e) = on_command(cmd) {
                         self.end(st, End::Broken(e));
