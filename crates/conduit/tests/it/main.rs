@@ -7,5 +7,6 @@ mod pattern_reqrep;
 mod process;
 mod pyzmq;
 mod raw_peer;
+mod send_path;
 mod sockets;
 mod support;
