@@ -139,7 +139,9 @@ impl Drop for PipeSender {
 /// The receiving end of a pipe.
 #[derive(Debug)]
 pub struct PipeReceiver {
-    reader: Reader,
+    /// Boxed: the reader holds its buffers' bookkeeping inline, and a receiver
+    /// is moved around (and put in enums) by value.
+    reader: Box<Reader>,
 }
 
 impl PipeReceiver {
@@ -147,7 +149,7 @@ impl PipeReceiver {
         let end: Arc<dyn Transport> =
             Arc::new(PipeEnd::new(fd).map_err(|e| Error::io("cannot use the pipe", e))?);
         Ok(PipeReceiver {
-            reader: Reader::new(end, options.max_message_size),
+            reader: Box::new(Reader::new(end, options.max_message_size)),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The receive path: read big chunks, hand out whole messages.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,10 +87,16 @@ enum End {
     Broken(Error),
 }
 
+/// Whole one-frame messages split off the read buffer at a time (see
+/// [`Decoder::decode_run`]); the rest of a read waits in the buffer.
+const RUN_MAX: usize = 256;
+
 #[derive(Debug)]
 struct State {
     buf: BytesMut,
     decoder: Decoder,
+    /// Messages already decoded, in order, ahead of anything in `buf`.
+    ready: VecDeque<Message>,
     /// Set once the stream has ended; every later call reports the same end.
     end: Option<End>,
 }
@@ -116,6 +123,7 @@ impl Reader {
             state: Mutex::new(State {
                 buf: BytesMut::new(),
                 decoder: Decoder::new(max_message_size),
+                ready: VecDeque::new(),
                 end: None,
             }),
             broken: AtomicBool::new(false),
@@ -165,10 +173,17 @@ impl Reader {
         let mut st = self.lock();
         let st = &mut *st;
         loop {
+            if let Some(msg) = st.ready.pop_front() {
+                note_received_here();
+                return Ok(msg);
+            }
             match &st.end {
                 Some(End::Closed) => return Err(RecvFail::Closed),
                 Some(End::Broken(e)) => return Err(RecvFail::Broken(e.clone())),
                 None => {}
+            }
+            if st.decoder.decode_run(&mut st.buf, &mut st.ready, RUN_MAX) > 0 {
+                continue;
             }
             match st.decoder.decode(&mut st.buf) {
                 Ok(Some(Item::Message(msg))) => {
@@ -282,6 +297,7 @@ impl Reader {
         };
         let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
         st.buf.clear();
+        st.ready.clear();
         while let Ok(n) = self.transport.read(&mut scratch, Wait::Never) {
             if n == 0 {
                 break;

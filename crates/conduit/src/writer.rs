@@ -501,7 +501,17 @@ impl Writer {
 
     /// Makes sure the flusher will look at the queue: starts it, or signals it if
     /// it waits without a timeout (or, for a hand-off, `urgent`, at all).
+    #[inline]
     fn wake_flusher(&self, st: &mut State, urgent: bool) {
+        match st.flusher {
+            Flusher::Running | Flusher::Exited => {}
+            Flusher::Watching if !urgent => {}
+            _ => self.start_flusher(st, urgent),
+        }
+    }
+
+    #[cold]
+    fn start_flusher(&self, st: &mut State, urgent: bool) {
         match st.flusher {
             Flusher::Running | Flusher::Exited => {}
             Flusher::Watching if !urgent => {}
