@@ -22,6 +22,12 @@ pub enum Impl {
     RawBatch,
     /// libzmq through its C API: PAIR for latency, PUSH/PULL for throughput.
     Libzmq,
+    /// conduit's pattern `Socket`: PAIR for latency, PUSH/PULL for throughput
+    /// (ipc and tcp). Each peer is a `Channel` read by its own thread, which hands
+    /// messages to the application's thread through a queue.
+    #[value(name = "conduit-socket")]
+    #[serde(rename = "conduit-socket")]
+    ConduitSocket,
 }
 
 /// How the two processes are connected.
@@ -82,8 +88,8 @@ impl Case {
     /// Whether this implementation has this transport at all.
     pub fn exists(&self) -> bool {
         match self.imp {
-            // libzmq has no pipe transport.
-            Impl::Libzmq => self.transport != Transport::Pipe,
+            // libzmq has no pipe transport, nor do conduit's sockets.
+            Impl::Libzmq | Impl::ConduitSocket => self.transport != Transport::Pipe,
             // Batching has nothing to batch in a ping-pong.
             Impl::RawBatch => self.mode == Mode::Thr,
             Impl::Conduit | Impl::Raw => true,

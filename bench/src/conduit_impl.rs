@@ -1,11 +1,15 @@
 //! conduit, used as an application would: a PAIR `Channel` over ipc and tcp, and
-//! `PipeSender`/`PipeReceiver` over pipes made as `conduit::pipe()` makes them.
+//! `PipeSender`/`PipeReceiver` over pipes made as `conduit::pipe()` makes them;
+//! and conduit's pattern `Socket` (PAIR for round trips, PUSH to PULL for
+//! streams) over ipc and tcp.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
-use conduit::{Channel, ChannelBuilder, Message, PipeReceiver, PipeSender, RecvError};
+use conduit::{
+    Channel, ChannelBuilder, Message, PipeReceiver, PipeSender, RecvError, Socket, SocketType,
+};
 
 use crate::case::{Case, Mode, Role, Transport};
 use crate::measure::Link;
@@ -106,6 +110,61 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
     };
     Ok(Box::new(ConduitLink {
         ends,
+        payload: Bytes::from(vec![0xA5; case.size]),
+    }))
+}
+
+/// A conduit `Socket` end.
+struct SocketLink {
+    socket: Socket,
+    payload: Bytes,
+}
+
+impl Link for SocketLink {
+    fn send(&mut self) -> Result<()> {
+        self.socket.send(Message::from(self.payload.clone()))?;
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Result<Option<usize>> {
+        closed_or(self.socket.recv()).map(|m| m.map(|m| m.size()))
+    }
+
+    fn echo(&mut self) -> Result<bool> {
+        match closed_or(self.socket.recv())? {
+            Some(m) => {
+                self.socket.send(m)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Opens a conduit `Socket` end for `case`: the local end binds (PAIR for a
+/// round trip, PULL for a stream), the remote one connects (PAIR, PUSH).
+pub fn open_socket(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
+    let kind = match (case.mode, role) {
+        (Mode::Lat, _) => SocketType::Pair,
+        (Mode::Thr, Role::Local) => SocketType::Pull,
+        (Mode::Thr, Role::Remote) => SocketType::Push,
+    };
+    let socket = Socket::new(kind)?;
+    match role {
+        Role::Local => {
+            let endpoint = match case.transport {
+                Transport::Ipc => format!("ipc://{}", meet.dir.join("socket.sock").display()),
+                Transport::Tcp => "tcp://127.0.0.1:*".to_owned(),
+                Transport::Pipe => anyhow::bail!("conduit's sockets have no pipe transport"),
+            };
+            let bound = socket.bind(&endpoint)?;
+            announce(&bound.to_string());
+        }
+        // Returns at once; the first send waits until the connection is up.
+        Role::Remote => socket.connect(meet.endpoint()?)?,
+    }
+    Ok(Box::new(SocketLink {
+        socket,
         payload: Bytes::from(vec![0xA5; case.size]),
     }))
 }

@@ -58,7 +58,7 @@ struct RunArgs {
     #[arg(
         long = "impl",
         value_delimiter = ',',
-        default_value = "conduit,raw,raw-batch,libzmq"
+        default_value = "conduit,conduit-socket,raw,raw-batch,libzmq"
     )]
     impls: Vec<Impl>,
     /// Transports to measure over.

@@ -19,6 +19,7 @@ const ROW_GAP: f64 = 36.0;
 fn color(imp: Impl) -> &'static str {
     match imp {
         Impl::Conduit => "#1f77b4",
+        Impl::ConduitSocket => "#2ca02c",
         Impl::Raw => "#8c8c8c",
         Impl::RawBatch => "#cccccc",
         Impl::Libzmq => "#d62728",

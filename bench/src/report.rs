@@ -33,10 +33,12 @@ impl Results<'_> {
 
     /// conduit's figure over `baseline`'s, for the cell of `case`.
     pub fn ratio(&self, case: Case, baseline: Impl) -> Option<f64> {
-        let conduit = self.value(Case {
-            imp: Impl::Conduit,
-            ..case
-        })?;
+        self.ratio_of(Impl::Conduit, case, baseline)
+    }
+
+    /// `imp`'s figure over `baseline`'s, for the cell of `case`.
+    pub fn ratio_of(&self, imp: Impl, case: Case, baseline: Impl) -> Option<f64> {
+        let conduit = self.value(Case { imp, ..case })?;
         let base = self.value(Case {
             imp: baseline,
             ..case
@@ -75,10 +77,16 @@ fn rate_text(msgs_per_s: f64) -> String {
 
 /// The implementations that have rows in `mode`, in column order.
 pub fn impls_in(rows: &[Row], mode: Mode) -> Vec<Impl> {
-    [Impl::Conduit, Impl::Raw, Impl::RawBatch, Impl::Libzmq]
-        .into_iter()
-        .filter(|imp| rows.iter().any(|r| r.mode == mode && r.imp == *imp))
-        .collect()
+    [
+        Impl::Conduit,
+        Impl::ConduitSocket,
+        Impl::Raw,
+        Impl::RawBatch,
+        Impl::Libzmq,
+    ]
+    .into_iter()
+    .filter(|imp| rows.iter().any(|r| r.mode == mode && r.imp == *imp))
+    .collect()
 }
 
 fn column_name(imp: Impl) -> String {
@@ -98,8 +106,17 @@ fn table(out: &mut String, res: &Results, mode: Mode, cell_text: impl Fn(&Row) -
     let baselines: Vec<Impl> = impls
         .iter()
         .copied()
-        .filter(|i| *i != Impl::Conduit)
+        .filter(|i| !matches!(i, Impl::Conduit | Impl::ConduitSocket))
         .collect();
+    // The Socket's cost over the Channel it is built on, and against libzmq.
+    let socket_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitSocket) {
+        [Impl::Conduit, Impl::Libzmq]
+            .into_iter()
+            .filter(|b| impls.contains(b))
+            .collect()
+    } else {
+        Vec::new()
+    };
     out.push_str("| transport | size | cores |");
     for imp in &impls {
         let _ = write!(out, " {} |", column_name(*imp));
@@ -107,8 +124,11 @@ fn table(out: &mut String, res: &Results, mode: Mode, cell_text: impl Fn(&Row) -
     for b in &baselines {
         let _ = write!(out, " conduit/{b} |");
     }
+    for b in &socket_ratios {
+        let _ = write!(out, " socket/{b} |");
+    }
     out.push_str("\n|---|---:|---|");
-    out.push_str(&"---:|".repeat(impls.len() + baselines.len()));
+    out.push_str(&"---:|".repeat(impls.len() + baselines.len() + socket_ratios.len()));
     out.push('\n');
     for cell in &cells {
         let _ = write!(
@@ -127,6 +147,10 @@ fn table(out: &mut String, res: &Results, mode: Mode, cell_text: impl Fn(&Row) -
         }
         for b in &baselines {
             let _ = write!(out, " {} |", ratio_text(res.ratio(*cell, *b)));
+        }
+        for b in &socket_ratios {
+            let r = res.ratio_of(Impl::ConduitSocket, *cell, *b);
+            let _ = write!(out, " {} |", ratio_text(r));
         }
         out.push('\n');
     }

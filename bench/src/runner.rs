@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::case::{Case, Cores, Impl, Mode, Role, Row, Timing, Transport};
+use crate::case::{Case, Cores, Mode, Role, Row, Timing, Transport};
 use crate::measure::{self, median};
 use crate::os;
 
@@ -133,9 +133,10 @@ fn pipes(case: &Case) -> Result<(Vec<OwnedFd>, Vec<OwnedFd>)> {
     if case.transport != Transport::Pipe {
         return Ok((Vec::new(), Vec::new()));
     }
-    // conduit's pipes are non-blocking, as conduit::pipe() makes them; a raw
-    // program would keep the default blocking mode.
-    let nonblocking = case.imp == Impl::Conduit;
+    // Every implementation gets blocking pipes: conduit::pipe() makes them so
+    // (conduit asks for non-blocking calls one at a time), and so would a raw
+    // program.
+    let nonblocking = false;
     Ok(match case.mode {
         Mode::Lat => {
             let (to_remote_r, to_remote_w) = os::pipe(nonblocking)?;

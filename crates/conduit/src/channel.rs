@@ -382,10 +382,17 @@ impl Channel {
     }
 
     /// Completes the handshake if it is not complete yet.
+    #[inline]
     fn ensure_ready(&self, wait: Wait) -> Result<&PeerInfo, NotReady> {
-        if let Some(peer) = self.peer.get() {
-            return Ok(peer);
+        match self.peer.get() {
+            Some(peer) => Ok(peer),
+            None => self.complete_ready(wait),
         }
+    }
+
+    /// [`ensure_ready`](Self::ensure_ready) before the handshake completed.
+    #[cold]
+    fn complete_ready(&self, wait: Wait) -> Result<&PeerInfo, NotReady> {
         let mut state = self.handshake.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(peer) = self.peer.get() {
             return Ok(peer);

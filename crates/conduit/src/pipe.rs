@@ -23,10 +23,11 @@ use crate::writer::{SendFail, Writer};
 /// message cost many more context switches.
 const PIPE_SIZE: usize = 1 << 20;
 
-/// Creates an OS pipe, both ends close-on-exec and non-blocking, sized for
-/// throughput when the system allows. Returns (read end, write end).
+/// Creates an OS pipe, both ends close-on-exec and blocking (the transport asks
+/// for non-blocking calls one at a time), sized for throughput when the system
+/// allows. Returns (read end, write end).
 pub(crate) fn os_pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
+    let (read, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
         .map_err(|e| Error::io("cannot create a pipe", e.into()))?;
     // Best effort: a smaller pipe is slower, not wrong.
     let _ = rustix::pipe::fcntl_setpipe_size(&write, PIPE_SIZE);
@@ -138,7 +139,9 @@ impl Drop for PipeSender {
 /// The receiving end of a pipe.
 #[derive(Debug)]
 pub struct PipeReceiver {
-    reader: Reader,
+    /// Boxed: the reader holds its buffers' bookkeeping inline, and a receiver
+    /// is moved around (and put in enums) by value.
+    reader: Box<Reader>,
 }
 
 impl PipeReceiver {
@@ -146,7 +149,7 @@ impl PipeReceiver {
         let end: Arc<dyn Transport> =
             Arc::new(PipeEnd::new(fd).map_err(|e| Error::io("cannot use the pipe", e))?);
         Ok(PipeReceiver {
-            reader: Reader::new(end, options.max_message_size),
+            reader: Box::new(Reader::new(end, options.max_message_size)),
         })
     }
 

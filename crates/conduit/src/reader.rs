@@ -1,5 +1,7 @@
 //! The receive path: read big chunks, hand out whole messages.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +20,29 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// Below this much free space, grow the buffer before reading.
 const MIN_SPARE: usize = 4 << 10;
+
+thread_local! {
+    /// Messages this thread has taken from conduit: see [`received_here`].
+    static RECEIVED_HERE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts a message the calling thread just took from conduit.
+///
+/// The send path compares the count at each send with the count at the
+/// previous one: a change means the thread is answering something, so its send
+/// is written at once instead of waiting to be batched. [`Reader::recv`] counts
+/// every message it returns; code that hands messages to the application
+/// through a queue of its own (the socket layer, whose reader threads are not
+/// the application's) calls this on the application's thread when it gives one
+/// out.
+pub(crate) fn note_received_here() {
+    RECEIVED_HERE.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
+/// How many messages the calling thread has taken from conduit so far.
+pub(crate) fn received_here() -> u64 {
+    RECEIVED_HERE.with(Cell::get)
+}
 
 /// Why no message came back.
 #[derive(Debug)]
@@ -62,10 +87,16 @@ enum End {
     Broken(Error),
 }
 
+/// Whole one-frame messages split off the read buffer at a time (see
+/// [`Decoder::decode_run`]); the rest of a read waits in the buffer.
+const RUN_MAX: usize = 256;
+
 #[derive(Debug)]
 struct State {
     buf: BytesMut,
     decoder: Decoder,
+    /// Messages already decoded, in order, ahead of anything in `buf`.
+    ready: VecDeque<Message>,
     /// Set once the stream has ended; every later call reports the same end.
     end: Option<End>,
 }
@@ -92,6 +123,7 @@ impl Reader {
             state: Mutex::new(State {
                 buf: BytesMut::new(),
                 decoder: Decoder::new(max_message_size),
+                ready: VecDeque::new(),
                 end: None,
             }),
             broken: AtomicBool::new(false),
@@ -141,13 +173,23 @@ impl Reader {
         let mut st = self.lock();
         let st = &mut *st;
         loop {
+            if let Some(msg) = st.ready.pop_front() {
+                note_received_here();
+                return Ok(msg);
+            }
             match &st.end {
                 Some(End::Closed) => return Err(RecvFail::Closed),
                 Some(End::Broken(e)) => return Err(RecvFail::Broken(e.clone())),
                 None => {}
             }
+            if st.decoder.decode_run(&mut st.buf, &mut st.ready, RUN_MAX) > 0 {
+                continue;
+            }
             match st.decoder.decode(&mut st.buf) {
-                Ok(Some(Item::Message(msg))) => return Ok(msg),
+                Ok(Some(Item::Message(msg))) => {
+                    note_received_here();
+                    return Ok(msg);
+                }
                 Ok(Some(Item::Command(cmd))) => {
                     if let Err(e) = on_command(cmd) {
                         self.end(st, End::Broken(e));
@@ -255,6 +297,7 @@ impl Reader {
         };
         let mut scratch = [MaybeUninit::<u8>::uninit(); 4096];
         st.buf.clear();
+        st.ready.clear();
         while let Ok(n) = self.transport.read(&mut scratch, Wait::Never) {
             if n == 0 {
                 break;

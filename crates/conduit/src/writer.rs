@@ -41,6 +41,21 @@ const DIRECT_SIZE: usize = 64 << 10;
 /// Slices per `writev`; more pending bytes take another call.
 const MAX_IOV: usize = 64;
 
+/// A stream's queue is written by the sending thread itself once it holds this
+/// many messages (or the high-water mark, if lower)...
+const BATCH_MSGS: usize = 256;
+
+/// ... or this many bytes.
+const BATCH_BYTES: usize = 64 << 10;
+
+/// How long the flusher lets a partial batch (the tail of a burst) wait for more
+/// messages before writing it; doubled, up to [`TAIL_WAIT_MAX`], while the sender
+/// keeps writing full batches itself, so that a steady stream wakes it rarely.
+const TAIL_WAIT: Duration = BURST_WINDOW;
+
+/// The longest the flusher waits between looks at the queue.
+const TAIL_WAIT_MAX: Duration = Duration::from_micros(160);
+
 /// Why a send did not happen.
 #[derive(Debug)]
 pub(crate) enum SendFail {
@@ -75,16 +90,56 @@ impl SendFail {
 
 #[derive(Debug)]
 struct State {
+    /// Messages (and commands) not yet handed to the kernel or to the flusher.
     pending: SendBuffer,
+    /// Messages in `pending`: what the high-water mark counts.
     pending_msgs: usize,
-    /// The flusher owns writing until `pending` is empty.
-    flushing: bool,
-    flusher_started: bool,
+    /// Bytes handed to the flusher to write, waiting as long as it takes, before
+    /// anything in `pending`: what a non-blocking write left over when the kernel
+    /// buffer filled (possibly part of a message).
+    handoff: SendBuffer,
+    /// The flusher is writing with the lock released: nobody else may write.
+    writing: bool,
+    /// Bumped whenever `pending` is emptied, so the flusher can tell a partial
+    /// batch that has waited from a new one.
+    generation: u64,
+    /// Messages ever queued in `pending`, so the flusher can tell a quiet queue.
+    appended: u64,
+    flusher: Flusher,
+    /// The sending thread's received-message count at the previous send.
+    seen_received: u64,
+    /// When a send last found the stream idle, or a sender wrote a full batch.
     last_send: Option<Instant>,
+    /// Whether any message has been sent.
+    sent_any: bool,
     broken: Option<Error>,
     closing: bool,
     /// A sender found the queue at its high-water mark since the last drain.
     was_full: bool,
+    /// Threads waiting on `drained`: it is only signalled when there are some.
+    waiters: usize,
+}
+
+/// What the flusher thread is doing, so that it is only woken when it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flusher {
+    NotStarted,
+    /// Working, or about to look at the state again: needs no signal.
+    Running,
+    /// Waiting for a partial batch to fill, with a timeout.
+    Watching,
+    /// Waiting for work without a timeout: must be signalled.
+    Idle,
+    /// Gone (the writer closed).
+    Exited,
+}
+
+impl State {
+    /// Whether a sender may write `pending` now: the flusher is not writing, and
+    /// nothing handed to it has to go first.
+    fn can_write(&self) -> bool {
+        !self.writing && self.handoff.is_empty()
+    }
 }
 
 struct Shared {
@@ -92,12 +147,15 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled when there is work for the flusher (or it should exit).
     work: Condvar,
-    /// Signalled when the queue shrinks or the flusher goes idle.
+    /// Signalled when the queue shrinks or the flusher goes idle, if anyone waits.
     drained: Condvar,
-    /// Set by the receive path: the next send answers something, so it should not
-    /// wait for a batch.
+    /// Set by a channel's receive path (in whatever thread): the next send answers
+    /// something, so it should not wait for a batch. The per-thread count in
+    /// [`crate::reader::received_here`] is the other such signal.
     received: AtomicBool,
     hwm: usize,
+    /// A sender writes the queue itself once it holds this many messages.
+    batch_msgs: usize,
     /// Called (without any lock held) when a full queue drains or the stream
     /// breaks, so that a socket waiting on many peers can retry.
     on_drain: OnceLock<Arc<dyn Fn() + Send + Sync>>,
@@ -144,34 +202,49 @@ fn is_wait_error(e: &io::Error) -> bool {
     )
 }
 
+/// Whether the on-drain function must be called once the lock is released.
+#[must_use]
+struct Drained(bool);
+
 impl Writer {
     /// A writer that queues at most `hwm` messages while the peer is not keeping up.
     pub(crate) fn new(transport: Arc<dyn Transport>, hwm: usize) -> Writer {
+        let hwm = hwm.max(1);
         Writer {
             shared: Arc::new(Shared {
                 transport,
                 state: Mutex::new(State {
                     pending: SendBuffer::new(),
                     pending_msgs: 0,
-                    flushing: false,
-                    flusher_started: false,
+                    handoff: SendBuffer::new(),
+                    writing: false,
+                    generation: 0,
+                    appended: 0,
+                    flusher: Flusher::NotStarted,
+                    seen_received: crate::reader::received_here(),
                     last_send: None,
+                    sent_any: false,
                     broken: None,
                     closing: false,
                     was_full: false,
+                    waiters: 0,
                 }),
                 work: Condvar::new(),
                 drained: Condvar::new(),
                 received: AtomicBool::new(false),
-                hwm: hwm.max(1),
+                hwm,
+                batch_msgs: BATCH_MSGS.min(hwm),
                 on_drain: OnceLock::new(),
             }),
         }
     }
 
-    /// Tells the send path a message was just received.
+    /// Tells the send path a message was just received on this stream (by any
+    /// thread): the next send answers it.
     pub(crate) fn note_received(&self) {
-        self.shared.received.store(true, Ordering::Relaxed);
+        if !self.shared.received.load(Ordering::Relaxed) {
+            self.shared.received.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Sets the function called when a full queue drains or the stream breaks.
@@ -181,7 +254,7 @@ impl Writer {
 
     /// Whether any message has been sent (not counting the greeting or commands).
     pub(crate) fn has_sent(&self) -> bool {
-        lock(&self.shared.state).last_send.is_some()
+        lock(&self.shared.state).sent_any
     }
 
     /// Whether the stream is broken for writing.
@@ -205,52 +278,60 @@ impl Writer {
                 error,
             }));
         }
-        let now = Instant::now();
-        let answering = shared.received.swap(false, Ordering::Relaxed);
-        let streaming = !answering
-            && st
-                .last_send
-                .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
-        let idle = !st.flushing && st.pending.is_empty();
-        if idle && (!streaming || msg.size() >= DIRECT_SIZE) {
-            st = self.send_direct(st, msg, wait)?;
-        } else {
-            st = self.send_queued(st, msg, wait)?;
+        let received = crate::reader::received_here();
+        let mut answering = received != st.seen_received;
+        st.seen_received = received;
+        if shared.received.load(Ordering::Relaxed) {
+            answering |= shared.received.swap(false, Ordering::Relaxed);
         }
-        st.last_send = Some(Instant::now());
-        Ok(())
+        st.sent_any = true;
+        if st.pending.is_empty() && st.can_write() {
+            // The stream is idle: the only case that needs the clock.
+            let now = Instant::now();
+            let streaming = !answering
+                && st
+                    .last_send
+                    .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
+            st.last_send = Some(now);
+            if !streaming || msg.size() >= DIRECT_SIZE {
+                return self.send_direct(st, msg, wait);
+            }
+        }
+        let (st, result) = self.send_queued(st, msg, wait, answering);
+        drop(st);
+        if let Ok(Drained(true)) | Err((_, Drained(true))) = &result {
+            notify_drain(shared);
+        }
+        result.map(drop).map_err(|(fail, _)| fail)
     }
 
     /// Writes `msg` from the caller's thread. Holds the lock throughout, so that
     /// nothing can be queued ahead of it.
-    fn send_direct<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State>,
+    fn send_direct(
+        &self,
+        mut st: MutexGuard<'_, State>,
         msg: Message,
         wait: Wait,
-    ) -> Result<MutexGuard<'a, State>, SendFail> {
+    ) -> Result<(), SendFail> {
         st.pending.push_message(&msg);
-        let total = st.pending.len();
         match write_out(&*self.shared.transport, &mut st.pending, wait) {
-            Ok(()) => Ok(st),
-            Err(e) if is_wait_error(&e) && st.pending.len() == total => {
-                // The kernel buffer is full but our queue is empty: queue the message
-                // (as libzmq does up to its high-water mark) for the flusher, which
-                // waits for room. "Full" means the high-water mark, nothing else.
-                st.pending.clear();
-                self.send_queued(st, msg, wait)
-            }
+            Ok(()) => Ok(()),
             Err(e) if is_wait_error(&e) => {
-                // Part of the message is on the wire: the rest must follow, whatever
-                // the deadline. The flusher finishes it.
-                st.pending_msgs = 1;
-                self.start_flushing(&mut st);
-                Ok(st)
+                // The kernel buffer is full. The message is accepted all the same
+                // (as libzmq does up to its high-water mark: "full" means that,
+                // nothing else), and what is left of it goes to the flusher, which
+                // waits for room; once part of it is on the wire, the rest must
+                // follow whatever the deadline.
+                self.hand_off(&mut st);
+                Ok(())
             }
             Err(e) => {
                 let error = Error::from_stream(e, "cannot write to the stream");
                 st.pending.clear();
                 st.broken = Some(error.clone());
+                if st.waiters > 0 {
+                    self.shared.drained.notify_all();
+                }
                 Err(SendFail::Broken(SendError {
                     message: msg,
                     error,
@@ -259,42 +340,111 @@ impl Writer {
         }
     }
 
-    /// Queues `msg` for the flusher, waiting while the queue is at its high-water mark.
+    /// Queues `msg`, waiting while the queue is at its high-water mark, and writes
+    /// the queue from this thread when it holds a full batch (or `now`).
+    #[allow(clippy::type_complexity)]
     fn send_queued<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
         msg: Message,
         wait: Wait,
-    ) -> Result<MutexGuard<'a, State>, SendFail> {
+        now: bool,
+    ) -> (MutexGuard<'a, State>, Result<Drained, (SendFail, Drained)>) {
         let shared = &*self.shared;
+        let mut drained = Drained(false);
         while st.pending_msgs >= shared.hwm && st.broken.is_none() {
+            if st.can_write() {
+                // Make room ourselves if the kernel takes it.
+                drained.0 |= self.write_now(&mut st).0;
+                continue;
+            }
             st.was_full = true;
             st = match wait {
-                Wait::Never => return Err(SendFail::WouldBlock(msg)),
-                Wait::Forever => shared.drained.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Wait::Never => return (st, Err((SendFail::WouldBlock(msg), drained))),
+                Wait::Forever => {
+                    st.waiters += 1;
+                    let mut st = shared.drained.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.waiters -= 1;
+                    st
+                }
                 Wait::Until(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(SendFail::WouldBlock(msg));
+                        return (st, Err((SendFail::WouldBlock(msg), drained)));
                     }
-                    shared
+                    st.waiters += 1;
+                    let mut st = shared
                         .drained
                         .wait_timeout(st, left)
                         .unwrap_or_else(|e| e.into_inner())
-                        .0
+                        .0;
+                    st.waiters -= 1;
+                    st
                 }
             };
         }
         if let Some(error) = st.broken.clone() {
-            return Err(SendFail::Broken(SendError {
+            let fail = SendFail::Broken(SendError {
                 message: msg,
                 error,
-            }));
+            });
+            return (st, Err((fail, drained)));
         }
         st.pending.push_message(&msg);
         st.pending_msgs += 1;
-        self.start_flushing(&mut st);
-        Ok(st)
+        st.appended += 1;
+        if st.can_write() {
+            let full = st.pending_msgs >= shared.batch_msgs || st.pending.len() >= BATCH_BYTES;
+            if now || full {
+                drained.0 |= self.write_now(&mut st).0;
+                if full {
+                    st.last_send = Some(Instant::now());
+                }
+                return (st, Ok(drained));
+            }
+        }
+        self.wake_flusher(&mut st, false);
+        (st, Ok(drained))
+    }
+
+    /// Writes `pending` from this thread without waiting; what the kernel does
+    /// not take is handed to the flusher.
+    fn write_now(&self, st: &mut State) -> Drained {
+        debug_assert!(st.can_write());
+        let drained = Drained(std::mem::take(&mut st.was_full));
+        match write_out(&*self.shared.transport, &mut st.pending, Wait::Never) {
+            Ok(()) => {
+                st.pending_msgs = 0;
+                st.generation += 1;
+            }
+            Err(e) if is_wait_error(&e) => self.hand_off(st),
+            Err(e) => {
+                self.fail(st, e);
+                return Drained(true);
+            }
+        }
+        drained
+    }
+
+    /// Gives the rest of `pending` to the flusher, to write as soon as the kernel
+    /// has room, before anything queued later.
+    fn hand_off(&self, st: &mut State) {
+        debug_assert!(st.can_write());
+        std::mem::swap(&mut st.pending, &mut st.handoff);
+        st.pending_msgs = 0;
+        st.generation += 1;
+        self.wake_flusher(st, true);
+    }
+
+    /// Marks the stream broken by a failed write and drops what is queued.
+    fn fail(&self, st: &mut State, e: io::Error) {
+        st.broken = Some(Error::from_stream(e, "cannot write to the stream"));
+        st.pending.clear();
+        st.pending_msgs = 0;
+        st.handoff.clear();
+        if st.waiters > 0 {
+            self.shared.drained.notify_all();
+        }
     }
 
     /// Queues a command (PONG, ERROR) ahead of nothing: it goes out after what is
@@ -305,7 +455,7 @@ impl Writer {
             return Err(error);
         }
         st.pending.push_command(cmd);
-        self.start_flushing(&mut st);
+        self.write_soon(st);
         Ok(())
     }
 
@@ -317,8 +467,22 @@ impl Writer {
             return Err(error);
         }
         st.pending.push_message(msg);
-        self.start_flushing(&mut st);
+        self.write_soon(st);
         Ok(())
+    }
+
+    /// Writes what is queued now if nobody else is writing (else it follows what
+    /// is being written).
+    fn write_soon(&self, mut st: MutexGuard<'_, State>) {
+        if st.can_write() {
+            let drained = self.write_now(&mut st);
+            drop(st);
+            if drained.0 {
+                notify_drain(&self.shared);
+            }
+        } else {
+            self.wake_flusher(&mut st, false);
+        }
     }
 
     /// Writes raw bytes (a greeting) now, from the caller's thread.
@@ -327,7 +491,7 @@ impl Writer {
         if let Some(error) = st.broken.clone() {
             return Err(error);
         }
-        debug_assert!(st.pending.is_empty() && !st.flushing);
+        debug_assert!(st.pending.is_empty() && st.can_write());
         write_out(&*self.shared.transport, bytes, wait).map_err(|e| {
             let error = Error::from_stream(e, "cannot write to the stream");
             st.broken = Some(error.clone());
@@ -335,26 +499,44 @@ impl Writer {
         })
     }
 
-    fn start_flushing(&self, st: &mut State) {
-        if st.flushing {
-            return;
+    /// Makes sure the flusher will look at the queue: starts it, or signals it if
+    /// it waits without a timeout (or, for a hand-off, `urgent`, at all).
+    #[inline]
+    fn wake_flusher(&self, st: &mut State, urgent: bool) {
+        match st.flusher {
+            Flusher::Running | Flusher::Exited => {}
+            Flusher::Watching if !urgent => {}
+            _ => self.start_flusher(st, urgent),
         }
-        st.flushing = true;
-        if st.flusher_started {
-            self.shared.work.notify_one();
-            return;
-        }
-        let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("conduit-flusher".into())
-            .spawn(move || flusher(shared));
-        match spawned {
-            Ok(_) => st.flusher_started = true,
-            Err(e) => {
-                // No thread: fail the stream rather than leave bytes stranded.
-                st.broken = Some(Error::io("cannot start the flusher thread", e));
-                st.pending.clear();
-                st.flushing = false;
+    }
+
+    #[cold]
+    fn start_flusher(&self, st: &mut State, urgent: bool) {
+        match st.flusher {
+            Flusher::Running | Flusher::Exited => {}
+            Flusher::Watching if !urgent => {}
+            Flusher::Watching | Flusher::Idle => {
+                st.flusher = Flusher::Running;
+                self.shared.work.notify_one();
+            }
+            Flusher::NotStarted => {
+                let shared = Arc::clone(&self.shared);
+                let spawned = std::thread::Builder::new()
+                    .name("conduit-flusher".into())
+                    .spawn(move || flusher(shared));
+                match spawned {
+                    Ok(_) => st.flusher = Flusher::Running,
+                    Err(e) => {
+                        // No thread: fail the stream rather than leave bytes stranded.
+                        st.pending.clear();
+                        st.pending_msgs = 0;
+                        st.handoff.clear();
+                        st.broken = Some(Error::io("cannot start the flusher thread", e));
+                        if st.waiters > 0 {
+                            self.shared.drained.notify_all();
+                        }
+                    }
+                }
             }
         }
     }
@@ -363,33 +545,57 @@ impl Writer {
     pub(crate) fn flush(&self, wait: Wait) -> Result<(), Error> {
         let shared = &*self.shared;
         let mut st = lock(&shared.state);
-        while (st.flushing || !st.pending.is_empty()) && st.broken.is_none() {
+        let mut drained = Drained(false);
+        loop {
+            if st.broken.is_some() {
+                break;
+            }
+            if st.can_write() {
+                if st.pending.is_empty() {
+                    break;
+                }
+                drained.0 |= self.write_now(&mut st).0;
+                continue;
+            }
             st = match wait {
                 Wait::Never => break,
-                Wait::Forever => shared.drained.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Wait::Forever => {
+                    st.waiters += 1;
+                    let mut st = shared.drained.wait(st).unwrap_or_else(|e| e.into_inner());
+                    st.waiters -= 1;
+                    st
+                }
                 Wait::Until(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    shared
+                    st.waiters += 1;
+                    let mut st = shared
                         .drained
                         .wait_timeout(st, left)
                         .unwrap_or_else(|e| e.into_inner())
-                        .0
+                        .0;
+                    st.waiters -= 1;
+                    st
                 }
             };
         }
-        if let Some(error) = st.broken.clone() {
-            return Err(error);
-        }
-        if st.flushing || !st.pending.is_empty() {
-            return Err(Error::io(
+        let result = if let Some(error) = st.broken.clone() {
+            Err(error)
+        } else if !st.can_write() || !st.pending.is_empty() {
+            Err(Error::io(
                 "cannot flush: the peer is not reading",
                 io::ErrorKind::TimedOut.into(),
-            ));
+            ))
+        } else {
+            Ok(())
+        };
+        drop(st);
+        if drained.0 {
+            notify_drain(shared);
         }
-        Ok(())
+        result
     }
 
     /// Flushes everything queued (within `linger`), then half-closes the stream so
@@ -403,7 +609,10 @@ impl Writer {
                 // Linger ran out: what is still queued is given up on.
                 st.broken = Some(Error::Disconnected);
             }
-            self.shared.work.notify_one();
+            if matches!(st.flusher, Flusher::Idle | Flusher::Watching) {
+                st.flusher = Flusher::Running;
+                self.shared.work.notify_one();
+            }
         }
         let shutdown = self.shared.transport.shutdown_write();
         flushed?;
@@ -411,39 +620,121 @@ impl Writer {
     }
 }
 
-/// The flusher thread: writes out whatever is queued, one batch per system call,
-/// until the writer closes.
+/// How the flusher decides that a partial batch has waited long enough.
+#[derive(Debug)]
+struct TailWatch {
+    /// Whether `generation` and `appended` were noted at the last look.
+    watching: bool,
+    generation: u64,
+    appended: u64,
+    /// How long the partial batch has been watched.
+    age: Duration,
+    /// The next wait.
+    wait: Duration,
+}
+
+impl TailWatch {
+    fn new() -> TailWatch {
+        TailWatch {
+            watching: false,
+            generation: 0,
+            appended: 0,
+            age: Duration::ZERO,
+            wait: TAIL_WAIT,
+        }
+    }
+
+    /// Whether to write `pending` now: nothing was added during the last wait,
+    /// or it has waited [`TAIL_WAIT_MAX`]. A batch the sender wrote itself meanwhile
+    /// starts the watch again, with a longer wait.
+    fn ready(&mut self, st: &State) -> bool {
+        if !self.watching || st.generation != self.generation {
+            if self.watching {
+                self.wait = (self.wait * 2).min(TAIL_WAIT_MAX);
+            }
+            self.watching = true;
+            self.generation = st.generation;
+            self.appended = st.appended;
+            self.age = Duration::ZERO;
+            return false;
+        }
+        if st.appended == self.appended {
+            return true;
+        }
+        self.age += self.wait;
+        self.appended = st.appended;
+        self.age >= TAIL_WAIT_MAX
+    }
+}
+
+/// The flusher thread: writes what a sender handed over (waiting for room as long
+/// as it takes), and the tail of a burst once the sender has paused, until the
+/// writer closes.
 fn flusher(shared: Arc<Shared>) {
     let mut batch = SendBuffer::new();
+    let mut tail = TailWatch::new();
     let mut st = lock(&shared.state);
     loop {
-        if st.pending.is_empty() || st.broken.is_some() {
-            st.flushing = false;
-            shared.drained.notify_all();
+        st.flusher = Flusher::Running;
+        if st.broken.is_some() {
+            st.pending.clear();
+            st.pending_msgs = 0;
+            st.handoff.clear();
+        }
+        let mut drained = false;
+        if !st.handoff.is_empty() {
+            std::mem::swap(&mut st.handoff, &mut batch);
+        } else if st.pending.is_empty() {
+            // Nothing to do.
+            tail = TailWatch::new();
+            if st.waiters > 0 {
+                shared.drained.notify_all();
+            }
             if st.closing {
+                st.flusher = Flusher::Exited;
                 return;
             }
+            st.flusher = Flusher::Idle;
             st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
             continue;
+        } else if st.waiters > 0 || st.was_full || st.closing || tail.ready(&st) {
+            std::mem::swap(&mut st.pending, &mut batch);
+            st.pending_msgs = 0;
+            st.generation += 1;
+            drained = std::mem::take(&mut st.was_full);
+            tail = TailWatch::new();
+        } else {
+            st.flusher = Flusher::Watching;
+            st = shared
+                .work
+                .wait_timeout(st, tail.wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+            continue;
         }
-        std::mem::swap(&mut st.pending, &mut batch);
-        st.pending_msgs = 0;
-        shared.drained.notify_all();
-        let was_full = std::mem::take(&mut st.was_full);
+        st.writing = true;
+        if st.waiters > 0 {
+            shared.drained.notify_all();
+        }
         drop(st);
-        if was_full {
+        if drained {
             notify_drain(&shared);
         }
         let result = write_out(&*shared.transport, &mut batch, Wait::Forever);
         st = lock(&shared.state);
+        st.writing = false;
         if let Err(e) = result {
+            batch.clear();
             st.broken = Some(Error::from_stream(e, "cannot write to the stream"));
             st.pending.clear();
             st.pending_msgs = 0;
-            batch.clear();
+            st.handoff.clear();
             drop(st);
             notify_drain(&shared);
             st = lock(&shared.state);
+        }
+        if st.waiters > 0 {
+            shared.drained.notify_all();
         }
     }
 }

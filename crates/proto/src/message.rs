@@ -67,7 +67,10 @@ impl Message {
 
     /// Total payload bytes over all frames.
     pub fn size(&self) -> usize {
-        self.frames.iter().map(Bytes::len).sum()
+        match self.frames.as_slice() {
+            [only] => only.len(),
+            many => many.iter().map(Bytes::len).sum(),
+        }
     }
 
     /// Appends a frame.

@@ -9,6 +9,9 @@ use crate::command::Command;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
 use crate::message::Message;
 
+/// Bodies up to this size take a one-byte size field.
+const SHORT_MAX: usize = 255;
+
 /// Frame bodies at least this large are queued by reference rather than copied:
 /// past this size one more iovec costs less than the copy.
 pub const COPY_LIMIT: usize = 8 << 10;
@@ -63,8 +66,19 @@ impl SendBuffer {
     }
 
     /// Queues every frame of `msg`.
+    #[inline]
     pub fn push_message(&mut self, msg: &Message) {
         let frames = msg.frames();
+        if let [body] = frames {
+            if body.len() <= SHORT_MAX {
+                // The common small message: a two-byte header and the body, copied.
+                self.tail.reserve(2 + body.len());
+                self.tail.extend_from_slice(&[0, body.len() as u8]);
+                self.tail.extend_from_slice(body);
+                self.len += 2 + body.len();
+                return;
+            }
+        }
         for (i, body) in frames.iter().enumerate() {
             let header = FrameHeader {
                 more: i + 1 < frames.len(),

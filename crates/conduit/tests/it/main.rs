@@ -11,5 +11,6 @@ mod pattern_reqrep;
 mod process;
 mod pyzmq;
 mod raw_peer;
+mod send_path;
 mod sockets;
 mod support;

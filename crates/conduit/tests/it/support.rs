@@ -10,7 +10,7 @@ use conduit::{
 };
 
 /// The sending side of any transport, so one test runs against all of them.
-pub trait Tx: Send {
+pub trait Tx: Send + Sync {
     fn send(&self, m: Message) -> Result<(), SendError>;
     fn try_send(&self, m: Message) -> Result<(), TrySendError>;
     fn send_timeout(&self, m: Message, t: Duration) -> Result<(), SendTimeoutError>;
