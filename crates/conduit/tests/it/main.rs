@@ -2,6 +2,7 @@
 
 mod contract;
 mod guide_examples;
+mod hostile_peers;
 mod interop_pair;
 mod interop_patterns;
 mod pattern_connections;
@@ -11,5 +12,6 @@ mod pattern_reqrep;
 mod process;
 mod pyzmq;
 mod raw_peer;
+mod server_child;
 mod sockets;
 mod support;
