@@ -6,6 +6,7 @@ mod guide_examples;
 mod hostile_peers;
 mod interop_pair;
 mod interop_patterns;
+mod nothing_lost;
 mod pattern_connections;
 mod pattern_pipeline;
 mod pattern_pubsub;
