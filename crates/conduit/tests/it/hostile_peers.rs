@@ -445,3 +445,77 @@ fn a_peer_that_never_reads_is_held_at_the_high_water_mark() {
         drop(deaf);
     }
 }
+
+hostile!(
+    /// A multipart message of empty frames that never ends. Each frame is two
+    /// bytes on the wire and adds nothing to the message's size, but the socket
+    /// holds on to every one of them (a `Bytes` each, 32 bytes, and the read
+    /// buffers they point into) until the message is complete: it must give up
+    /// long before its memory grows with the stream.
+    endless_empty_frames,
+    Case {
+        attack: |mut raw| {
+            let _ = raw.write_all(&opening("PUSH"));
+            let frames = b"\x01\x00".repeat(32 << 10); // 64 KiB of frames
+            for _ in 0..(8 << 20) / frames.len() {
+                if raw.write_all(&frames).is_err() {
+                    return;
+                }
+            }
+        },
+        // Whatever the wording, a protocol error that drops the connection.
+        reason: "protocol error",
+        error_sent: None,
+        within: PROMPTLY,
+    }
+);
+
+/// A peer that sends PINGs as fast as it can and never reads: every PING asks
+/// for a PONG, and a PONG that cannot be written must not be queued without
+/// bound. (Not a protocol error: the connection may stay.)
+#[test]
+fn a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs() {
+    const TEST: &str =
+        "hostile_peers::a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs";
+    if serve_if_child(TEST) {
+        return;
+    }
+    // PINGs with a 16-byte context: 25 bytes in, 23 bytes of PONG out each.
+    let ping = b"\x04\x17\x04PING\x00\x00sixteen bytes!!!";
+    const FLOOD: usize = 48 << 20;
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(SocketType::Pull, &endpoint_for(transport, &dir));
+        let mut server = Server::start(TEST, &config);
+        let good = socket(SocketType::Push);
+        good.connect(&server.endpoint).unwrap();
+        good.send("before").unwrap();
+        server.wait_line("RECV before", Duration::from_secs(10));
+        let peak_before = server.status_kib("VmHWM");
+
+        let mut raw = Raw::connect(&server.endpoint);
+        raw.write_all(&opening("PUSH")).unwrap();
+        let pings = ping.repeat((64 << 10) / ping.len());
+        let mut sent = 0;
+        while sent < FLOOD {
+            // The socket reads them all (it must, to see the next message);
+            // only the PONGs have nowhere to go.
+            raw.write_all(&pings).unwrap();
+            sent += pings.len();
+        }
+        // A message after the flood: once it is received, every PING before
+        // it has been handled.
+        raw.write_all(b"\x00\x0aafter-ping").unwrap();
+        server.wait_line("RECV after-ping", Duration::from_secs(60));
+        good.send("after").unwrap();
+        server.wait_line("RECV after", Duration::from_secs(10));
+        let peak_after = server.status_kib("VmHWM");
+        assert!(
+            peak_after <= peak_before + MEMORY_SLACK_KIB,
+            "over {transport}: peak memory grew from {peak_before} KiB to {peak_after} KiB \
+             after {} MiB of PINGs",
+            FLOOD >> 20
+        );
+        drop(raw);
+    }
+}
