@@ -475,6 +475,16 @@ impl Core {
         Some((peer, msg, routing_id))
     }
 
+    /// XPUB: takes the next subscription or message for the application, and
+    /// wakes the connection threads waiting for room in the queue.
+    pub(crate) fn pop_xpub(&self, st: &mut State) -> Option<Message> {
+        let msg = st.xpub_inbound.pop_front()?;
+        if st.xpub_inbound.len() + 1 >= self.options.rcvhwm {
+            self.notify_readers(st);
+        }
+        Some(msg)
+    }
+
     /// Takes the next message from one peer's queue.
     pub(crate) fn pop_from(&self, st: &mut State, peer_id: u64) -> Option<Message> {
         let i = st.slot(peer_id)?;

@@ -118,3 +118,31 @@ fn a_pair_socket_delivers_everything_sent_before_close() {
         ));
     }
 }
+
+/// An XPUB whose receive queue filled up: once the application reads, the
+/// subscriber's connection is read again, and every message it sent upstream
+/// arrives, in order.
+#[test]
+fn an_xpub_reads_again_once_its_full_queue_is_read() {
+    let xpub = Socket::builder(SocketType::XPub)
+        .recv_hwm(4)
+        .linger(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let ep = xpub.bind("tcp://127.0.0.1:*").unwrap().to_string();
+    let xsub = Socket::builder(SocketType::XSub)
+        .linger(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    xsub.connect(&ep).unwrap();
+    crate::sockets::wait_peers(&xpub, 1);
+    for i in 0..50 {
+        xsub.send(format!("upstream {i}")).unwrap();
+    }
+    for i in 0..50 {
+        let m = xpub
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("message {i}: {e}"));
+        assert_eq!(m.concat(), format!("upstream {i}"));
+    }
+}
