@@ -519,3 +519,55 @@ fn a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs() {
         drop(raw);
     }
 }
+
+/// An XPUB hands every first subscription and last cancellation of a topic to
+/// its application. A subscriber that subscribes and cancels without end, while
+/// the application is not reading, must be held back at the receive high-water
+/// mark like any other input, not queued without bound; and the XPUB goes on
+/// publishing to its good subscriber.
+#[test]
+fn a_subscription_flood_to_an_xpub_is_held_at_the_high_water_mark() {
+    const TEST: &str =
+        "hostile_peers::a_subscription_flood_to_an_xpub_is_held_at_the_high_water_mark";
+    if serve_if_child(TEST) {
+        return;
+    }
+    // SUBSCRIBE x, CANCEL x: 23 bytes, two notifications for the application.
+    let pair = b"\x04\x0b\x09SUBSCRIBEx\x04\x08\x06CANCELx";
+    const FLOOD: usize = 16 << 20;
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::new(SocketType::XPub, &endpoint_for(transport, &dir));
+        let mut server = Server::start(TEST, &config);
+        let good = socket(SocketType::Sub);
+        good.subscribe("").unwrap();
+        good.connect(&server.endpoint).unwrap();
+        server.wait_line("a SUB peer", Duration::from_secs(10));
+        let peak_before = server.status_kib("VmHWM");
+
+        let mut raw = Raw::connect(&server.endpoint);
+        raw.write_all(&opening("SUB")).unwrap();
+        // Held back, the writes stall: stop at the first that does.
+        raw.set_write_timeout(Duration::from_secs(1));
+        let flood = pair.repeat((64 << 10) / pair.len());
+        let mut sent = 0;
+        while sent < FLOOD && raw.write_all(&flood).is_ok() {
+            sent += flood.len();
+        }
+        // Let the socket work through what it took.
+        std::thread::sleep(Duration::from_millis(500));
+        let peak_after = server.status_kib("VmHWM");
+        assert!(
+            peak_after <= peak_before + MEMORY_SLACK_KIB,
+            "over {transport}: peak memory grew from {peak_before} KiB to {peak_after} KiB \
+             after {} KiB of subscriptions",
+            sent >> 10
+        );
+        server.command("SEND 3 5");
+        for _ in 0..3 {
+            let m = good.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(m.size(), 5, "over {transport}");
+        }
+        drop(raw);
+    }
+}

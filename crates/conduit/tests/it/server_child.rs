@@ -291,6 +291,13 @@ impl Raw {
         }
     }
 
+    pub fn set_write_timeout(&self, timeout: Duration) {
+        let _ = match self {
+            Raw::Tcp(s) => s.set_write_timeout(Some(timeout)),
+            Raw::Unix(s) => s.set_write_timeout(Some(timeout)),
+        };
+    }
+
     pub fn shutdown_write(&self) {
         let _ = match self {
             Raw::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
