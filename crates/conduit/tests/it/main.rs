@@ -15,5 +15,6 @@ mod process;
 mod pyzmq;
 mod raw_peer;
 mod server_child;
+mod socket_model;
 mod sockets;
 mod support;
