@@ -190,6 +190,48 @@ HANDSHAKES = {
 }
 
 
+# pattern_state: 3 bytes of heartbeat configuration (x 10 ms: interval, timeout,
+# TTL), then opcodes (% 10) with their argument bytes. Written from the opcode
+# table in fuzz_targets/pattern_state.rs.
+def sub(peer, topic):
+    return bytes([0, peer, len(topic)]) + bytes(b"ab\0".index(c) for c in topic)
+
+
+def cancel(peer, topic):
+    return bytes([1, peer, len(topic)]) + bytes(b"ab\0".index(c) for c in topic)
+
+
+def publish(topic):
+    return bytes([3, len(topic)]) + bytes(b"ab\0".index(c) for c in topic) + bytes([0])
+
+
+def msg(*frames):
+    out = bytes([len(frames) - 1])
+    for f in frames:
+        out += bytes([len(f)]) + f
+    return out
+
+
+PATTERN_STATE = {
+    # XPUB: two subscribers share a topic; counted subscriptions; one leaves.
+    "subscriptions": bytes(3)
+    + sub(0, b"a") + sub(1, b"a") + sub(0, b"a") + sub(2, b"")
+    + publish(b"ab") + cancel(0, b"a") + publish(b"a") + bytes([2, 1])
+    + cancel(2, b"") + cancel(3, b"b") + publish(b"b") + cancel(0, b"a"),
+    # REQ -> two ROUTERs -> REP and back, correlated and not; stray messages.
+    "request_reply": bytes(3)
+    + bytes([4, 2, 1, 7]) + msg(b"hi", b"") + msg(b"ok")
+    + bytes([4, 0, 0]) + msg(b"") + msg(b"", b"x")
+    + bytes([5]) + msg(b"id", b"", b"body")
+    + bytes([5]) + msg(b"no", b"delim"),
+    # Heartbeat 100 ms / 200 ms / TTL 1 s: pings, traffic, then silence to expiry.
+    "heartbeat": bytes([10, 20, 100])
+    + bytes([6, 20, 9, 7, 6, 30, 8, 5, 9, 9, 9, 9]),
+    # No heartbeat of ours, but the peer asks for a TTL of 0.3 s.
+    "peer_ttl": bytes([0, 0, 0]) + bytes([8, 3, 6, 50, 6, 20, 9]),
+}
+
+
 def write(target, name, data):
     d = os.path.join(ROOT, target)
     os.makedirs(d, exist_ok=True)
@@ -215,6 +257,8 @@ def main():
     # so a few varied byte strings are enough to start from.
     for name in ("mixed", "ready", "multipart_long"):
         write("encoders", name, STREAMS[name])
+    for name, data in PATTERN_STATE.items():
+        write("pattern_state", name, data)
 
 
 if __name__ == "__main__":

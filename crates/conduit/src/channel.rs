@@ -521,9 +521,15 @@ impl Channel {
     fn on_command(&self, cmd: Command) -> Result<(), Error> {
         match cmd {
             Command::Ping { context, .. } => {
+                // Answer only when nothing is queued: what is queued goes out first
+                // and is a sign of life too (ZMTP 3.1, "Connection Heartbeating"),
+                // and a peer that pings without reading would otherwise make us
+                // queue PONGs, which no high-water mark bounds, without end.
                 // A peer that pings while we are sending to it may find the stream
                 // broken; that is reported by the send, not here.
-                let _ = self.writer.send_command(&Command::Pong { context });
+                if self.writer.flush(Wait::Never).is_ok() {
+                    let _ = self.writer.send_command(&Command::Pong { context });
+                }
                 Ok(())
             }
             Command::Error(reason) => Err(Error::Protocol(

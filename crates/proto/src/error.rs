@@ -75,9 +75,10 @@ pub enum ProtocolError {
     #[error("expected READY during the handshake, received {0}")]
     UnexpectedCommand(String),
     /// The peer speaks a ZMTP version older than 3.0.
-    #[error("peer speaks ZMTP {major}.x; conduit needs 3.0 or later")]
+    #[error("peer speaks {}; conduit needs 3.0 or later", older_zmtp(*.major))]
     UnsupportedVersion {
-        /// The peer's major version byte.
+        /// The peer's version byte (offset 10 of the greeting): ZMTP 2.0 sends
+        /// its revision, 1, there.
         major: u8,
     },
     /// The peer's security mechanism is not NULL.
@@ -103,6 +104,17 @@ pub enum ProtocolError {
     /// The peer sent an ERROR command.
     #[error("peer reported an error: {0}")]
     PeerError(String),
+}
+
+/// Names the protocol behind a greeting's version byte below 3. The byte at
+/// offset 10 is ZMTP 3's major version but ZMTP 2.0's revision (RFC 15), which
+/// is 1, and libzmq takes 0 there for ZMTP 1.0.
+fn older_zmtp(byte: u8) -> String {
+    match byte {
+        0 => "ZMTP 1.0".into(),
+        1 => "ZMTP 2.0".into(),
+        other => format!("a ZMTP older than 3.0 (version byte {other})"),
+    }
 }
 
 impl ProtocolError {

@@ -159,6 +159,18 @@ mod tests {
     }
 
     #[test]
+    fn older_versions_are_named_for_the_log() {
+        // Byte 10 is ZMTP 2.0's revision: 1 means 2.0, not "1.x".
+        let named = |major| ProtocolError::UnsupportedVersion { major }.to_string();
+        assert_eq!(named(1), "peer speaks ZMTP 2.0; conduit needs 3.0 or later");
+        assert_eq!(named(0), "peer speaks ZMTP 1.0; conduit needs 3.0 or later");
+        assert_eq!(
+            named(2),
+            "peer speaks a ZMTP older than 3.0 (version byte 2); conduit needs 3.0 or later"
+        );
+    }
+
+    #[test]
     fn other_mechanisms_are_a_mismatch() {
         for mech in [&b"PLAIN"[..], b"CURVE", b"NULLX", b""] {
             let mut g = OURS;

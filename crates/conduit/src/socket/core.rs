@@ -363,10 +363,12 @@ impl Core {
                         _ => None,
                     };
                     match sub {
-                        Some(sub) => {
+                        // XPUB: held back at the high-water mark below, as messages are.
+                        Some(sub) if !self.xpub_full(&st) => {
                             self.on_subscription(&mut st, i, sub);
                             return true;
                         }
+                        Some(_) => {}
                         None if self.kind == SocketType::Pub => return true,
                         None => {}
                     }
@@ -415,9 +417,29 @@ impl Core {
             _ => return,
         };
         let mut st = self.lock();
+        // An XPUB hands subscriptions to the application: while its queue is at
+        // the high-water mark, stop reading from this peer, as for a message.
+        // Otherwise a peer subscribing and cancelling without end, to an
+        // application not reading, would fill our memory.
+        while self.xpub_full(&st) && !st.closing {
+            if st.slot(peer.id).is_none_or(|i| st.peers[i].gone) {
+                return;
+            }
+            st.readers_waiting += 1;
+            st = self.readers.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.readers_waiting -= 1;
+        }
+        if st.closing {
+            return;
+        }
         if let Some(i) = st.slot(peer.id) {
             self.on_subscription(&mut st, i, sub);
         }
+    }
+
+    /// XPUB: whether the queue for the application is at the high-water mark.
+    fn xpub_full(&self, st: &State) -> bool {
+        self.kind == SocketType::XPub && st.xpub_inbound.len() >= self.options.rcvhwm
     }
 
     fn on_subscription(&self, st: &mut State, i: usize, sub: SubscriptionMessage) {
@@ -437,8 +459,9 @@ impl Core {
                 SubscriptionMessage::Cancel(t) => st.xpub_topics.remove(t),
             };
         if changed_overall || self.options.xpub_verbose {
-            // Subscriptions are not held back by the RCVHWM: they are few, and
-            // dropping one would leave the application with a wrong picture.
+            // Never dropped, which would leave the application with a wrong
+            // picture: the connection threads wait for room before coming here
+            // (a peer leaving may still add its cancellations past the mark).
             st.xpub_inbound.push_back(Message::from(sub.to_frame()));
             self.notify_app(st);
         }
@@ -473,6 +496,16 @@ impl Core {
         let routing_id = st.peers[i].peer.routing_id.clone();
         let (peer, msg) = self.fair_pop(st)?;
         Some((peer, msg, routing_id))
+    }
+
+    /// XPUB: takes the next subscription or message for the application, and
+    /// wakes the connection threads waiting for room in the queue.
+    pub(crate) fn pop_xpub(&self, st: &mut State) -> Option<Message> {
+        let msg = st.xpub_inbound.pop_front()?;
+        if st.xpub_inbound.len() + 1 >= self.options.rcvhwm {
+            self.notify_readers(st);
+        }
+        Some(msg)
     }
 
     /// Takes the next message from one peer's queue.

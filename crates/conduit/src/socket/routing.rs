@@ -270,7 +270,7 @@ pub(crate) fn recv(core: &Core, wait: Wait) -> Result<Message, RecvFail> {
 /// The next message for the application, if one is there.
 fn next_message(core: &Core, st: &mut State) -> Option<Message> {
     match core.kind {
-        SocketType::XPub => st.xpub_inbound.pop_front(),
+        SocketType::XPub => core.pop_xpub(st),
         SocketType::Req => {
             let (peer, request_id) = st.req.expecting?;
             while let Some(reply) = core.pop_from(st, peer) {

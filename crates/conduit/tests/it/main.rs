@@ -1,9 +1,12 @@
 //! conduit's integration tests: one binary, one module per area.
 
 mod contract;
+mod faults;
 mod guide_examples;
+mod hostile_peers;
 mod interop_pair;
 mod interop_patterns;
+mod nothing_lost;
 mod pattern_connections;
 mod pattern_pipeline;
 mod pattern_pubsub;
@@ -12,5 +15,7 @@ mod process;
 mod pyzmq;
 mod raw_peer;
 mod send_path;
+mod server_child;
+mod socket_model;
 mod sockets;
 mod support;
