@@ -1,4 +1,10 @@
 //! End-to-end tests of the `conduit` command: the real binary, real processes.
 
+mod errors;
+mod exec;
+mod formats;
 mod harness;
+mod patterns;
 mod send_recv;
+mod signals;
+mod verbose;

@@ -5,11 +5,6 @@ use std::process::Stdio;
 
 use crate::harness::*;
 
-fn endpoints() -> Vec<(String, Option<tempfile::TempDir>)> {
-    let (ipc, dir) = ipc_endpoint();
-    vec![(ipc, Some(dir)), (free_tcp_endpoint(), None)]
-}
-
 #[test]
 fn messages_from_d_flags_arrive_as_lines() {
     for (ep, _dir) in endpoints() {
