@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::format::Format;
 use crate::help;
@@ -64,6 +64,10 @@ pub enum Command {
     /// XSUB socket: print published messages; subscriptions go upstream
     #[command(after_help = help::XSUB)]
     Xsub(XsubArgs),
+    /// Forward between a frontend and a backend socket: a ROUTER/DEALER broker,
+    /// an XSUB/XPUB forwarder or a PULL/PUSH streamer
+    #[command(after_help = help::PROXY)]
+    Proxy(ProxyArgs),
     /// (internal) a child process of `conduit demo`
     #[command(hide = true)]
     DemoChild(DemoChildArgs),
@@ -270,6 +274,77 @@ pub struct RepArgs {
     /// writes it) on its standard input; the request is not printed
     #[arg(long, value_name = "CMD", conflicts_with_all = ["data", "file"])]
     pub exec: Option<String>,
+}
+
+/// Which pair of sockets a proxy joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProxyKind {
+    /// ROUTER frontend for clients (REQ, DEALER), DEALER backend for workers (REP, DEALER)
+    #[value(alias = "router-dealer")]
+    Broker,
+    /// XSUB frontend for publishers, XPUB backend for subscribers
+    #[value(alias = "xsub-xpub")]
+    Forwarder,
+    /// PULL frontend for pushers, PUSH backend for pullers
+    #[value(alias = "pull-push")]
+    Streamer,
+}
+
+/// How captured traffic is printed; raw has no place in a log of lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CaptureFormat {
+    Text,
+    Hex,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The sockets to join
+    #[arg(value_name = "KIND")]
+    pub kind: ProxyKind,
+    /// Bind ENDPOINT for the frontend (repeatable)
+    #[arg(
+        long,
+        value_name = "ENDPOINT",
+        required_unless_present = "front_connect"
+    )]
+    pub front_bind: Vec<String>,
+    /// Connect the frontend to ENDPOINT (repeatable)
+    #[arg(long, value_name = "ENDPOINT")]
+    pub front_connect: Vec<String>,
+    /// Bind ENDPOINT for the backend (repeatable)
+    #[arg(
+        long,
+        value_name = "ENDPOINT",
+        required_unless_present = "back_connect"
+    )]
+    pub back_bind: Vec<String>,
+    /// Connect the backend to ENDPOINT (repeatable)
+    #[arg(long, value_name = "ENDPOINT")]
+    pub back_connect: Vec<String>,
+    /// Print each message passing through to standard error, after `>`
+    /// (frontend to backend) or `<` (backend to frontend)
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "text"
+    )]
+    pub capture: Option<CaptureFormat>,
+    /// Stop after forwarding N messages (both ways together)
+    #[arg(long, short = 'n', value_name = "N")]
+    pub count: Option<u64>,
+    /// Exit 1 if SECS pass without a message in either direction
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+    /// Print connection events of both sockets to standard error
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Largest message accepted from a peer, in bytes (default 64 MiB)
+    #[arg(long, value_name = "BYTES")]
+    pub max_size: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -239,3 +239,25 @@ prefix), and so do the messages it sends, as they are.
     two_way_stops!(),
     exit_codes!()
 );
+
+pub const PROXY: &str = concat!(
+    "\
+Examples:
+  conduit proxy broker --front-bind tcp://127.0.0.1:5559 --back-bind tcp://127.0.0.1:5560
+  conduit proxy forwarder --front-bind ipc:///tmp/pub.sock --back-bind tcp://127.0.0.1:5556 --capture
+  conduit proxy streamer --front-bind tcp://127.0.0.1:5557 --back-bind ipc:///tmp/work.sock --capture=json
+
+broker: clients (req, dealer) use the frontend, workers (rep, dealer) the
+backend; requests go to the workers in turn, each reply back to its client.
+forwarder: publishers use the frontend, subscribers the backend, and the
+subscriptions go upstream. streamer: pushers use the frontend, pullers the
+backend.
+
+--capture prints each message passing through to standard error after `> `
+(frontend to backend) or `< ` (backend to frontend), as text (routing ids and
+subscriptions show as \\xNN escapes), hex or json. Runs until --count messages
+have passed, --timeout passes without one, or Ctrl-C.
+
+",
+    exit_codes!()
+);

@@ -12,6 +12,7 @@ mod help;
 mod input;
 mod interrupt;
 mod open;
+mod proxy;
 mod recv;
 mod send;
 mod socket_cmd;
@@ -75,6 +76,7 @@ fn run(command: Command) -> Result<Outcome> {
         Command::Sub(a) => socket_cmd::sub(a),
         Command::Xpub(a) => socket_cmd::xpub(a),
         Command::Xsub(a) => socket_cmd::xsub(a),
+        Command::Proxy(a) => proxy::run(a),
         Command::Demo | Command::DemoChild(_) => {
             unreachable!("handled above")
         }

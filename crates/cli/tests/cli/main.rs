@@ -5,6 +5,7 @@ mod exec;
 mod formats;
 mod harness;
 mod patterns;
+mod proxy;
 mod send_recv;
 mod signals;
 mod verbose;

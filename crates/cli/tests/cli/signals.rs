@@ -18,6 +18,14 @@ fn ctrl_c_closes_and_exits_130() {
         vec!["rep", "--bind", &ep, "--echo"],
         vec!["push", "--connect", &ep, "-d", "never taken"],
         vec!["recv", "--bind", &ep],
+        vec![
+            "proxy",
+            "streamer",
+            "--front-bind",
+            &ep,
+            "--back-connect",
+            "ipc://@conduit-nowhere",
+        ],
     ] {
         let child = start(conduit().args(&args));
         std::thread::sleep(SETTLE);
