@@ -68,6 +68,12 @@ pub enum Command {
     /// an XSUB/XPUB forwarder or a PULL/PUSH streamer
     #[command(after_help = help::PROXY)]
     Proxy(ProxyArgs),
+    /// Print a shell completion script
+    #[command(after_help = help::COMPLETIONS)]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), of conduit or of one subcommand
+    #[command(after_help = help::MAN)]
+    Man(ManArgs),
     /// (internal) a child process of `conduit demo`
     #[command(hide = true)]
     DemoChild(DemoChildArgs),
@@ -345,6 +351,19 @@ pub struct ProxyArgs {
     /// Largest message accepted from a peer, in bytes (default 64 MiB)
     #[arg(long, value_name = "BYTES")]
     pub max_size: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (conduit-SUBCOMMAND(1)); none:
+    /// conduit(1)
+    pub subcommand: Option<String>,
 }
 
 #[derive(Debug, Args)]

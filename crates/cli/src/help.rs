@@ -261,3 +261,14 @@ have passed, --timeout passes without one, or Ctrl-C.
 ",
     exit_codes!()
 );
+
+pub const COMPLETIONS: &str = "\
+Examples:
+  conduit completions bash > ~/.local/share/bash-completion/completions/conduit
+  conduit completions zsh > ~/.zfunc/_conduit
+  conduit completions fish > ~/.config/fish/completions/conduit.fish";
+
+pub const MAN: &str = "\
+Examples:
+  conduit man | man -l -
+  conduit man push > conduit-push.1";

@@ -8,6 +8,7 @@ mod args;
 mod demo;
 mod exec;
 mod format;
+mod generate;
 mod help;
 mod input;
 mod interrupt;
@@ -59,6 +60,8 @@ fn run(command: Command) -> Result<Outcome> {
     match command {
         Command::Demo => return demo::run(),
         Command::DemoChild(a) => return demo::child(a),
+        Command::Completions(a) => return generate::completions(a),
+        Command::Man(a) => return generate::man(a),
         _ => {}
     }
     interrupt::install()?;
@@ -77,7 +80,7 @@ fn run(command: Command) -> Result<Outcome> {
         Command::Xpub(a) => socket_cmd::xpub(a),
         Command::Xsub(a) => socket_cmd::xsub(a),
         Command::Proxy(a) => proxy::run(a),
-        Command::Demo | Command::DemoChild(_) => {
+        Command::Demo | Command::DemoChild(_) | Command::Completions(_) | Command::Man(_) => {
             unreachable!("handled above")
         }
     }

@@ -4,6 +4,7 @@ mod errors;
 mod exec;
 mod formats;
 mod harness;
+mod help;
 mod patterns;
 mod proxy;
 mod send_recv;
