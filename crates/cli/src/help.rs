@@ -50,8 +50,9 @@ pub const DEMO: &str = "\
 Example:
   conduit demo
 
-Runs a pipe between two processes, and conversations over a Unix socket and
-over TCP, with measured round trips.";
+Runs a pipe between two processes, conversations over a Unix socket and TCP,
+then PUSH/PULL, PUB/SUB and REQ/REP between real conduit processes, printing the
+shell commands that do the same.";
 
 pub const SEND: &str = concat!(
     "\
