@@ -64,3 +64,59 @@ pub fn free_tcp_endpoint() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     format!("tcp://127.0.0.1:{}", l.local_addr().unwrap().port())
 }
+
+/// Starts a command in the background with standard input closed and the
+/// outputs piped, for [`finish`].
+pub fn start(cmd: &mut Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Runs to completion with `input` on standard input.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&input);
+    });
+    let out = finish(child);
+    writer.join().unwrap();
+    out
+}
+
+/// Sends SIGINT, as Ctrl-C does.
+pub fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Checks the command exited with `code`, showing its standard error if not.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// An ipc and a tcp endpoint, to run a test over each.
+pub fn endpoints() -> Vec<(String, Option<tempfile::TempDir>)> {
+    let (ipc, dir) = ipc_endpoint();
+    vec![(ipc, Some(dir)), (free_tcp_endpoint(), None)]
+}

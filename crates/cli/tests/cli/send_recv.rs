@@ -5,11 +5,6 @@ use std::process::Stdio;
 
 use crate::harness::*;
 
-fn endpoints() -> Vec<(String, Option<tempfile::TempDir>)> {
-    let (ipc, dir) = ipc_endpoint();
-    vec![(ipc, Some(dir)), (free_tcp_endpoint(), None)]
-}
-
 #[test]
 fn messages_from_d_flags_arrive_as_lines() {
     for (ep, _dir) in endpoints() {
@@ -160,7 +155,7 @@ fn a_closed_stdout_ends_quietly_with_0() {
 }
 
 #[test]
-fn demo_runs_the_three_scenarios() {
+fn demo_runs_every_scenario() {
     let got = run(conduit().arg("demo"));
     assert!(got.status.success(), "{}", stderr(&got));
     let out = stdout(&got);
@@ -178,4 +173,15 @@ fn demo_runs_the_three_scenarios() {
         "{out}"
     );
     assert!(out.contains("connected as a PAIR peer"));
+    // The socket scenarios, with real `conduit` processes.
+    assert!(out.contains("got job 1, job 3, job 5\n"), "{out}");
+    assert!(out.contains("got job 2, job 4, job 6\n"), "{out}");
+    assert!(out.contains("subscriber (pid"), "{out}");
+    assert!(out.contains("got weather 21C | weather 22C\n"), "{out}");
+    assert!(out.contains("got news hello\n"), "{out}");
+    assert!(
+        out.contains("$ conduit rep --bind ipc://") && out.contains("--exec 'tr a-z A-Z'"),
+        "{out}"
+    );
+    assert!(out.contains("hello -> HELLO, world -> WORLD\n"), "{out}");
 }

@@ -1,6 +1,9 @@
 //! `conduit demo`: the seed's scenarios, run for real with child processes.
 //!
-//! The children are this same binary, re-run as `conduit demo-child ROLE`.
+//! The children are this same binary, re-run as `conduit demo-child ROLE`, or
+//! run as the socket commands themselves (`sockets.rs`).
+
+mod sockets;
 
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
@@ -43,7 +46,7 @@ fn me() -> Result<Command> {
 }
 
 pub fn run() -> Result<Outcome> {
-    println!("conduit demo: the seed's scenarios, run for real\n");
+    println!("conduit demo: message passing between processes, run for real\n");
     let dir = tempfile_dir()?;
     pipeline(&dir)?;
     conversation(
@@ -51,8 +54,12 @@ pub fn run() -> Result<Outcome> {
         &format!("ipc://{}/demo.sock", dir.display()),
     )?;
     conversation("3. The same over TCP loopback", "tcp://127.0.0.1:0")?;
+    sockets::pipeline(&dir)?;
+    sockets::publish()?;
+    sockets::serve(&dir)?;
     let _ = std::fs::remove_dir_all(&dir);
-    println!("Round trips are ping-pongs of 64-byte messages between two processes.");
+    println!("Round trips (1 to 3) are ping-pongs of 64-byte messages between two processes.");
+    println!("Every socket type has its command: see `conduit --help`.");
     Ok(Outcome::Done)
 }
 
