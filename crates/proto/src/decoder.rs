@@ -18,6 +18,13 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 /// buffer a huge "command".
 pub const MAX_COMMAND_SIZE: usize = 64 << 10;
 
+/// Most frames one message may have. An empty frame adds nothing to a
+/// message's size, so the size limit alone would let a peer stream a message of
+/// endless empty frames, each held (a `Bytes` handle, 32 bytes) until the last;
+/// this bounds that at 2 MiB. Envelopes and multipart messages in use have a
+/// handful of frames.
+pub const MAX_FRAMES: usize = 1 << 16;
+
 /// One unit of traffic: a whole message or a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
@@ -92,6 +99,9 @@ impl Decoder {
                         max: self.max_message_size,
                     });
                 }
+                if self.frames.len() >= MAX_FRAMES {
+                    return Err(ProtocolError::TooManyFrames { max: MAX_FRAMES });
+                }
             }
             // Within the limits checked above, so it fits in usize.
             let body_len = header.len as usize;
@@ -101,7 +111,12 @@ impl Decoder {
                 return Ok(None);
             }
             src.advance(header_len);
-            let body = src.split_to(body_len).freeze();
+            // An empty body shares nothing, so it keeps no read buffer alive.
+            let body = if body_len == 0 {
+                Bytes::new()
+            } else {
+                src.split_to(body_len).freeze()
+            };
             if header.command {
                 return Command::parse(body).map(|c| Some(Item::Command(c)));
             }
@@ -336,6 +351,22 @@ mod tests {
         assert_eq!(
             decode_in_pieces(&wire, &[], 9),
             Err(ProtocolError::MessageTooLarge { size: 10, max: 9 })
+        );
+    }
+
+    #[test]
+    fn frames_per_message_are_bounded_even_when_empty() {
+        let mut decoder = Decoder::new(DEFAULT_MAX_MESSAGE_SIZE);
+        let mut src = BytesMut::from(&b"\x01\x00".repeat(MAX_FRAMES - 1)[..]);
+        src.extend_from_slice(b"\x00\x00");
+        match decoder.decode(&mut src).unwrap() {
+            Some(Item::Message(m)) => assert_eq!(m.len(), MAX_FRAMES),
+            other => panic!("expected a message of {MAX_FRAMES} frames, got {other:?}"),
+        }
+        let mut src = BytesMut::from(&b"\x01\x00".repeat(MAX_FRAMES + 1)[..]);
+        assert_eq!(
+            decoder.decode(&mut src),
+            Err(ProtocolError::TooManyFrames { max: MAX_FRAMES })
         );
     }
 

@@ -49,6 +49,12 @@ pub enum ProtocolError {
         /// The configured maximum.
         max: usize,
     },
+    /// A message has more frames than [`MAX_FRAMES`](crate::MAX_FRAMES).
+    #[error("message has more than {max} frames")]
+    TooManyFrames {
+        /// The limit.
+        max: usize,
+    },
     /// A command frame is larger than [`MAX_COMMAND_SIZE`](crate::MAX_COMMAND_SIZE).
     #[error("command of {size} bytes exceeds the limit of {max} bytes")]
     CommandTooLarge {
@@ -127,6 +133,7 @@ impl ProtocolError {
             | CommandWithMore
             | MalformedCommand { .. }
             | MessageTooLarge { .. }
+            | TooManyFrames { .. }
             | CommandTooLarge { .. } => Fault::Malformed,
             CommandInsideMessage | MessageBeforeReady | UnexpectedCommand(_) => Fault::Violation,
             UnsupportedVersion { .. }

@@ -54,7 +54,7 @@ mod socket_type;
 mod subscriptions;
 
 pub use command::{Command, MAX_PING_CONTEXT};
-pub use decoder::{DEFAULT_MAX_MESSAGE_SIZE, Decoder, Item, MAX_COMMAND_SIZE};
+pub use decoder::{DEFAULT_MAX_MESSAGE_SIZE, Decoder, Item, MAX_COMMAND_SIZE, MAX_FRAMES};
 pub use error::{Fault, ProtocolError};
 pub use frame::{
     FLAG_COMMAND, FLAG_LONG, FLAG_MORE, FrameHeader, MAX_HEADER_LEN, put_frame, put_message,
