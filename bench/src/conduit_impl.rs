@@ -17,7 +17,8 @@ use crate::peer::{Meet, announce};
 
 /// The two directions of a link; a one-way pipe has only one of them.
 enum Ends {
-    Channel(Channel),
+    // Boxed: a Channel is large next to two pipe ends, and one link lives per run.
+    Channel(Box<Channel>),
     Pipes {
         tx: Option<PipeSender>,
         rx: Option<PipeReceiver>,
@@ -95,7 +96,7 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
                 },
             }
         }
-        Transport::Ipc | Transport::Tcp => Ends::Channel(match role {
+        Transport::Ipc | Transport::Tcp => Ends::Channel(Box::new(match role {
             Role::Local => {
                 let endpoint = match case.transport {
                     Transport::Ipc => format!("ipc://{}", meet.dir.join("conduit.sock").display()),
@@ -106,7 +107,7 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
                 listener.accept()?
             }
             Role::Remote => builder.connect(meet.endpoint()?)?,
-        }),
+        })),
     };
     Ok(Box::new(ConduitLink {
         ends,
