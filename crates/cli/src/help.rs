@@ -51,8 +51,8 @@ Example:
   conduit demo
 
 Runs a pipe between two processes, conversations over a Unix socket and TCP,
-then PUSH/PULL, PUB/SUB and REQ/REP between real conduit processes, printing the
-shell commands that do the same.";
+then PUSH/PULL, PUB/SUB, REQ/REP and a proxy showing its traffic (--capture,
+-v) between real conduit processes, printing the shell commands that do the same.";
 
 pub const SEND: &str = concat!(
     "\

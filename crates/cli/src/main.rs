@@ -17,6 +17,7 @@ mod proxy;
 mod recv;
 mod send;
 mod socket_cmd;
+mod usage;
 mod watch;
 
 use std::process::ExitCode;
@@ -39,7 +40,10 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage::report(e),
+    };
     match run(cli.command) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::TimedOut(what)) => {

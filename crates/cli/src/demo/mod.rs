@@ -57,6 +57,7 @@ pub fn run() -> Result<Outcome> {
     sockets::pipeline(&dir)?;
     sockets::publish()?;
     sockets::serve(&dir)?;
+    sockets::proxy(&dir)?;
     let _ = std::fs::remove_dir_all(&dir);
     println!("Round trips (1 to 3) are ping-pongs of 64-byte messages between two processes.");
     println!("Every socket type has its command: see `conduit --help`.");

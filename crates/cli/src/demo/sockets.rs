@@ -12,7 +12,7 @@ use conduit::{Message, Socket, SocketType};
 /// How long a scenario waits for its child processes to turn up.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// Starts `conduit ARGS` with its standard output piped to us.
+/// Starts `conduit ARGS` with its standard output and error piped to us.
 fn conduit(args: &[&str]) -> Result<Child> {
     let exe = std::env::current_exe().context("cannot find the conduit executable")?;
     println!("   $ conduit {}", shell_words(args));
@@ -20,6 +20,7 @@ fn conduit(args: &[&str]) -> Result<Child> {
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .context("cannot start a conduit child")
 }
@@ -38,17 +39,30 @@ fn shell_words(args: &[&str]) -> String {
         .join(" ")
 }
 
-/// Waits for a child and returns the lines it printed.
-fn output_of(child: Child) -> Result<Vec<String>> {
+/// Waits for a child and returns the lines it printed: on standard output,
+/// and on standard error (where -v and --capture write).
+fn outputs_of(child: Child) -> Result<(Vec<String>, Vec<String>)> {
     let pid = child.id();
     let out = child.wait_with_output()?;
+    let lines = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
     if !out.status.success() {
-        bail!("conduit (pid {pid}) failed: {}", out.status);
+        bail!(
+            "conduit (pid {pid}) failed: {}: {}",
+            out.status,
+            lines(&out.stderr).join("; ")
+        );
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
+    Ok((lines(&out.stdout), lines(&out.stderr)))
+}
+
+/// Waits for a child and returns the lines it printed on standard output.
+fn output_of(child: Child) -> Result<Vec<String>> {
+    Ok(outputs_of(child)?.0)
 }
 
 /// Waits until `ready` holds, for at most [`PATIENCE`].
@@ -171,6 +185,50 @@ pub fn serve(dir: &Path) -> Result<()> {
         std::process::id(),
         answers.join(", ")
     );
+    println!();
+    Ok(())
+}
+
+/// A proxy between this process's PUSH and PULL sockets, showing with
+/// --capture and -v what passes through it and who connects.
+pub fn proxy(dir: &Path) -> Result<()> {
+    println!("7. A proxy in the middle, showing the traffic and the connections");
+    let front = format!("ipc://{}/in.sock", dir.display());
+    let back = format!("ipc://{}/out.sock", dir.display());
+    let proxy = conduit(&[
+        "proxy",
+        "streamer",
+        "--front-bind",
+        &front,
+        "--back-bind",
+        &back,
+        "--capture=json",
+        "--count",
+        "2",
+        "-v",
+    ])?;
+    let pid = proxy.id();
+    let pull = Socket::new(SocketType::Pull)?;
+    pull.connect(&back)?;
+    let push = Socket::new(SocketType::Push)?;
+    push.connect(&front)?;
+    // The second message has a frame that is not text: json shows it in hex.
+    push.send(Message::from_frames([&b"job"[..], b"1"]))?;
+    push.send(Message::from_frames([&b"job"[..], &[0xff, 0x00]]))?;
+    for _ in 0..2 {
+        pull.recv_timeout(PATIENCE)
+            .context("nothing came out of the proxy")?;
+    }
+    push.close()?;
+    pull.close()?;
+    let (_, stderr) = outputs_of(proxy)?;
+    println!(
+        "   this process (pid {}) pushed two messages in and pulled them out; proxy (pid {pid}) printed:",
+        std::process::id()
+    );
+    for line in stderr {
+        println!("     {line}");
+    }
     println!();
     Ok(())
 }

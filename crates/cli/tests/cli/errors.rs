@@ -150,14 +150,38 @@ fn misuse_is_a_usage_error() {
         "conduit: \"-\" is not an endpoint here: standard input and output carry one channel, \
          with `conduit send` and `conduit recv`\n",
     );
-    let got = run(conduit().args(["rep", "--bind", "ipc://@x", "--echo", "-d", "y"]));
-    assert_code(&got, 2);
-    assert!(
-        stderr(&got).contains("cannot be used with"),
-        "{}",
-        stderr(&got)
+}
+
+#[test]
+fn usage_errors_are_one_line_too() {
+    fails_with(
+        &["rep", "--bind", "ipc://@x", "--echo", "-d", "y"],
+        2,
+        "conduit: the argument '--echo' cannot be used with '--data <MSG>' \
+         (see `conduit rep --help`)\n",
     );
-    let got = run(conduit().args(["pull"]));
-    assert_code(&got, 2);
-    assert!(stderr(&got).contains("--bind"), "{}", stderr(&got));
+    fails_with(
+        &["pull"],
+        2,
+        "conduit: the following required arguments were not provided: \
+         <--bind <ENDPOINT>|--connect <ENDPOINT>> (see `conduit pull --help`)\n",
+    );
+    fails_with(
+        &["pull", "--bind", "ipc://@x", "--count", "many"],
+        2,
+        "conduit: invalid value 'many' for '--count <N>': invalid digit found in string \
+         (see `conduit pull --help`)\n",
+    );
+    fails_with(
+        &["proxy", "hub"],
+        2,
+        "conduit: invalid value 'hub' for '<KIND>' \
+         [possible values: broker, forwarder, streamer] (see `conduit proxy --help`)\n",
+    );
+    fails_with(
+        &["publish"],
+        2,
+        "conduit: unrecognized subcommand 'publish'; \
+         tip: some similar subcommands exist: 'pull', 'xpub', 'pub' (see `conduit --help`)\n",
+    );
 }

@@ -65,10 +65,14 @@ fn man_pages_for_conduit_and_each_subcommand() {
     assert!(page.starts_with(".ie \\n(.g .ds Aq \\(aq"), "{page}");
     assert!(page.contains(".TH conduit 1"), "{page}");
     assert!(page.contains("Exit codes:"), "{page}");
-    let got = run(conduit().args(["man", "rep"]));
-    assert_code(&got, 0);
-    let page = stdout(&got);
-    assert!(page.contains(".TH conduit-rep 1"), "{page}");
+    for sub in SUBCOMMANDS {
+        let got = run(conduit().args(["man", sub]));
+        assert_code(&got, 0);
+        let page = stdout(&got);
+        assert!(page.contains(&format!(".TH conduit-{sub} 1")), "{page}");
+        assert!(page.contains("Example"), "{sub}: {page}");
+    }
+    let page = stdout(&run(conduit().args(["man", "rep"])));
     assert!(page.contains("\\-\\-exec"), "{page}");
     let got = run(conduit().args(["man", "nope"]));
     assert_code(&got, 2);

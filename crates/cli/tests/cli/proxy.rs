@@ -84,6 +84,7 @@ fn streamer_passes_work_from_pushers_to_pullers() {
         "-n",
         "2",
         "-v",
+        "--capture=hex",
     ]));
     let pull = start(conduit().args(["pull", "--connect", &back, "-n", "2"]));
     let push = run(conduit().args(["push", "--connect", &front, "-d", "a", "-d", "b"]));
@@ -98,6 +99,10 @@ fn streamer_passes_work_from_pushers_to_pullers() {
     assert!(err.contains(": a PUSH peer"), "{err}");
     assert!(err.contains("backend: handshake done with"), "{err}");
     assert!(err.contains(": a PULL peer"), "{err}");
+    // A streamer carries nothing back: every captured line goes forward.
+    assert!(err.contains("\n> 61\n"), "{err}");
+    assert!(err.contains("\n> 62\n"), "{err}");
+    assert!(!err.contains("< "), "{err}");
 }
 
 #[test]

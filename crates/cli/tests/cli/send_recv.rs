@@ -184,4 +184,15 @@ fn demo_runs_every_scenario() {
         "{out}"
     );
     assert!(out.contains("hello -> HELLO, world -> WORLD\n"), "{out}");
+    // The proxy, with what --capture=json and -v print.
+    assert!(
+        out.contains("$ conduit proxy streamer --front-bind"),
+        "{out}"
+    );
+    assert!(out.contains("\n     > [\"job\",\"1\"]\n"), "{out}");
+    assert!(
+        out.contains("\n     > [\"job\",{\"hex\":\"ff00\"}]\n"),
+        "{out}"
+    );
+    assert!(out.contains(": a PUSH peer\n"), "{out}");
 }

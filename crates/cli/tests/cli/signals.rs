@@ -17,6 +17,8 @@ fn ctrl_c_closes_and_exits_130() {
         vec!["sub", "--connect", &ep, "-v"],
         vec!["rep", "--bind", &ep, "--echo"],
         vec!["push", "--connect", &ep, "-d", "never taken"],
+        vec!["req", "--connect", &ep, "-d", "never answered"],
+        vec!["pair", "--bind", &ep, "-n", "1"],
         vec!["recv", "--bind", &ep],
         vec![
             "proxy",
@@ -77,4 +79,26 @@ fn a_closed_stdout_ends_a_socket_command_quietly_with_0() {
     let got = finish(sub);
     assert_code(&got, 0);
     assert_eq!(stderr(&got), "");
+}
+
+#[test]
+fn piped_into_head_ends_quietly_with_0() {
+    let (ep, _dir) = ipc_endpoint();
+    // Pushes until stopped, so that pull has a line to print after head left.
+    let mut push = start(
+        conduit()
+            .args(["push", "--connect", &ep, "-d", "tick"])
+            .args(["--repeat", "0", "--interval", "0.05"]),
+    );
+    let script = format!(
+        "{} pull --bind {ep} | head -n 1; echo \"pull: ${{PIPESTATUS[0]}}\" >&2",
+        env!("CARGO_BIN_EXE_conduit")
+    );
+    let got = run(std::process::Command::new("bash").args(["-c", &script]));
+    push.kill().unwrap();
+    push.wait().unwrap();
+    assert_code(&got, 0);
+    assert_eq!(stdout(&got), "tick\n");
+    // Nothing said, and exit code 0.
+    assert_eq!(stderr(&got), "pull: 0\n");
 }
