@@ -221,7 +221,13 @@ impl Core {
     fn drain_notifier(self: &Arc<Core>) -> Arc<dyn Fn() + Send + Sync> {
         let core: Weak<Core> = Arc::downgrade(self);
         Arc::new(move || {
-            if let Some(core) = core.upgrade() {
+            let Some(core) = core.upgrade() else { return };
+            if SENDING_UNDER_LOCK.get() {
+                // Called from a send made under the lock (see `under_lock`):
+                // taking it again would deadlock, and holding it, we know no
+                // waiter is between checking for room and waiting.
+                core.app.notify_all();
+            } else {
                 let st = core.lock();
                 core.notify_app(&st);
             }
@@ -542,17 +548,40 @@ impl Core {
     }
 }
 
+thread_local! {
+    /// Whether this thread is sending to a peer while holding its socket's lock.
+    static SENDING_UNDER_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `send`, a send to a peer of a socket whose lock this thread holds. A
+/// send that drains a queue once full, or finds the stream broken, calls the
+/// socket's drain notifier from this thread, which must then not take the lock
+/// (a PUB publishing to subscribers that stalled and left deadlocked so).
+pub(crate) fn under_lock<R>(send: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SENDING_UNDER_LOCK.set(self.0);
+        }
+    }
+    let _reset = Reset(SENDING_UNDER_LOCK.replace(true));
+    send()
+}
+
 /// Sends a subscription change to a publisher, as a command to a ZMTP 3.1 peer
 /// and as a message to a 3.0 one. Subscriptions bypass the high-water mark.
+/// Called with the socket's lock held.
 pub(crate) fn send_subscription(peer: &Peer, sub: SubscriptionMessage) {
-    let _ = if peer.info.greeting.is_3_1() {
-        peer.channel.send_command(&match sub {
-            SubscriptionMessage::Subscribe(t) => Command::Subscribe(t),
-            SubscriptionMessage::Cancel(t) => Command::Cancel(t),
-        })
-    } else {
-        peer.channel.send_unbounded(Message::from(sub.to_frame()))
-    };
+    let _ = under_lock(|| {
+        if peer.info.greeting.is_3_1() {
+            peer.channel.send_command(&match sub {
+                SubscriptionMessage::Subscribe(t) => Command::Subscribe(t),
+                SubscriptionMessage::Cancel(t) => Command::Cancel(t),
+            })
+        } else {
+            peer.channel.send_unbounded(Message::from(sub.to_frame()))
+        }
+    });
 }
 
 /// libzmq's form of a generated routing id: a zero byte, then a 32-bit counter.
