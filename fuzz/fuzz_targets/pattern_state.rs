@@ -9,7 +9,11 @@
 //!   application of a topic's first subscriber and last cancellation and
 //!   nothing else; `matches` is "some subscribed topic is a prefix"; `iter`,
 //!   `len` and `is_empty` agree; a subscriber leaving cancels exactly its own
-//!   topics; the ZMTP 3.0 subscription message round-trips.
+//!   topics; the ZMTP 3.0 subscription message round-trips. Each subscriber
+//!   subscribes within `SubscriptionLimits` (12 topics, 24 bytes), as the
+//!   socket does: a new topic past either is refused with the limit it broke,
+//!   changes nothing, and the subscriber is dropped (it leaves); `bytes` is the
+//!   model's sum of topic lengths.
 //! - **REQ/REP envelopes through ROUTER hops**: a request (correlated or not)
 //!   goes through 0-3 ROUTERs that prefix a routing id, a REP splits off the
 //!   envelope and wraps its reply in it, the ROUTERs pop their ids on the way
@@ -36,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use conduit_proto::{
-    Heartbeat, HeartbeatAction, HeartbeatConfig, Message, SubscriptionMessage, Subscriptions,
-    envelope,
+    Heartbeat, HeartbeatAction, HeartbeatConfig, Message, ProtocolError, SubscriptionLimits,
+    SubscriptionMessage, Subscriptions, envelope,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -64,7 +68,9 @@ impl Input<'_> {
     /// A topic of 0-4 bytes over a three-letter alphabet, so prefixes collide.
     fn topic(&mut self) -> Vec<u8> {
         let len = usize::from(self.byte() % 5);
-        (0..len).map(|_| [b'a', b'b', 0][usize::from(self.byte() % 3)]).collect()
+        (0..len)
+            .map(|_| [b'a', b'b', 0][usize::from(self.byte() % 3)])
+            .collect()
     }
 
     /// A frame of 0-5 bytes, empty ones often.
@@ -81,6 +87,11 @@ impl Input<'_> {
 }
 
 const PEERS: usize = 4;
+/// What each subscriber may hold: small, so that inputs reach both limits.
+const LIMITS: SubscriptionLimits = SubscriptionLimits {
+    topics: 12,
+    bytes: 24,
+};
 
 /// Subscriptions on the publishing side, real and modelled.
 #[derive(Default)]
@@ -94,10 +105,31 @@ struct Publisher {
 
 impl Publisher {
     fn subscribe(&mut self, p: usize, topic: &[u8]) {
+        let held: usize = self.model[p].keys().map(Vec::len).sum();
+        if !self.model[p].contains_key(topic) {
+            let over = if self.model[p].len() >= LIMITS.topics {
+                Some((LIMITS.topics, "topics"))
+            } else if held + topic.len() > LIMITS.bytes {
+                Some((LIMITS.bytes, "bytes of topics"))
+            } else {
+                None
+            };
+            if let Some((limit, unit)) = over {
+                let refused = ProtocolError::TooManySubscriptions { limit, unit };
+                assert_eq!(self.peers[p].add_within(topic, LIMITS), Err(refused));
+                // The socket drops that subscriber.
+                self.leave(p);
+                return;
+            }
+        }
         let count = self.model[p].entry(topic.to_vec()).or_default();
         *count += 1;
         let first = *count == 1;
-        assert_eq!(self.peers[p].add(topic), first, "add({topic:?}) for peer {p}");
+        assert_eq!(
+            self.peers[p].add_within(topic, LIMITS),
+            Ok(first),
+            "add_within({topic:?}) for peer {p}"
+        );
         if first {
             let n = self.model_all.entry(topic.to_vec()).or_default();
             *n += 1;
@@ -116,7 +148,11 @@ impl Publisher {
         if last {
             self.model[p].remove(topic);
         }
-        assert_eq!(self.peers[p].remove(topic), last, "remove({topic:?}) for peer {p}");
+        assert_eq!(
+            self.peers[p].remove(topic),
+            last,
+            "remove({topic:?}) for peer {p}"
+        );
         if last {
             self.drop_from_all(topic);
         }
@@ -135,8 +171,11 @@ impl Publisher {
     fn leave(&mut self, p: usize) {
         // As `Core::remove_peer` does: each of its topics once, whatever its count.
         let topics = std::mem::take(&mut self.peers[p]);
-        let listed: Vec<(Vec<u8>, u32)> =
-            topics.iter().into_iter().map(|(t, n)| (t.to_vec(), n)).collect();
+        let listed: Vec<(Vec<u8>, u32)> = topics
+            .iter()
+            .into_iter()
+            .map(|(t, n)| (t.to_vec(), n))
+            .collect();
         let model: Vec<(Vec<u8>, u32)> = std::mem::take(&mut self.model[p]).into_iter().collect();
         assert_eq!(listed, model, "iter() of peer {p}");
         for (topic, _) in &model {
@@ -147,14 +186,24 @@ impl Publisher {
     fn check(&self, data: &[u8]) {
         let prefix_of = |m: &BTreeMap<Vec<u8>, u32>| m.keys().any(|t| data.starts_with(t));
         for p in 0..PEERS {
-            assert_eq!(self.peers[p].matches(data), prefix_of(&self.model[p]), "peer {p}");
+            assert_eq!(
+                self.peers[p].matches(data),
+                prefix_of(&self.model[p]),
+                "peer {p}"
+            );
             assert_eq!(self.peers[p].len(), self.model[p].len());
+            let held: usize = self.model[p].keys().map(Vec::len).sum();
+            assert_eq!(self.peers[p].bytes(), held, "bytes() of peer {p}");
             assert_eq!(self.peers[p].is_empty(), self.model[p].is_empty());
         }
         assert_eq!(self.all.matches(data), prefix_of(&self.model_all));
         assert_eq!(self.all.len(), self.model_all.len());
-        let listed: Vec<(Vec<u8>, u32)> =
-            self.all.iter().into_iter().map(|(t, n)| (t.to_vec(), n)).collect();
+        let listed: Vec<(Vec<u8>, u32)> = self
+            .all
+            .iter()
+            .into_iter()
+            .map(|(t, n)| (t.to_vec(), n))
+            .collect();
         let model: Vec<(Vec<u8>, u32)> = self.model_all.clone().into_iter().collect();
         assert_eq!(listed, model, "XPUB-wide iter()");
     }
@@ -182,7 +231,11 @@ fn request_reply(input: &mut Input) {
 
     let mut back = envelope::wrap(&env, reply.clone());
     for id in ids.iter().rev() {
-        assert_eq!(back.pop_front().as_ref(), Some(id), "a ROUTER popped another id");
+        assert_eq!(
+            back.pop_front().as_ref(),
+            Some(id),
+            "a ROUTER popped another id"
+        );
     }
     assert_eq!(
         envelope::reply_body(back.clone(), request_id),
@@ -190,8 +243,15 @@ fn request_reply(input: &mut Input) {
         "the REQ did not get its reply"
     );
     if let Some(id) = request_id {
-        assert_eq!(envelope::reply_body(back.clone(), Some(id.wrapping_add(1))), None);
-        assert_eq!(envelope::reply_body(back, None), None, "an id to a plain REQ");
+        assert_eq!(
+            envelope::reply_body(back.clone(), Some(id.wrapping_add(1))),
+            None
+        );
+        assert_eq!(
+            envelope::reply_body(back, None),
+            None,
+            "an id to a plain REQ"
+        );
     }
 }
 
@@ -269,7 +329,8 @@ impl Clock {
 
     fn peer_ping(&mut self, ttl_deciseconds: u8) {
         self.traffic();
-        self.hb.on_ping(u16::from(ttl_deciseconds), self.t0 + self.now);
+        self.hb
+            .on_ping(u16::from(ttl_deciseconds), self.t0 + self.now);
         if ttl_deciseconds > 0 {
             let ttl = Duration::from_millis(u64::from(ttl_deciseconds) * 100);
             self.peer_ttl = Some((ttl, self.now));
@@ -290,8 +351,12 @@ impl Clock {
     fn wake(&mut self) {
         let now = self.t0 + self.now;
         let action = self.hb.handle_timeout(now);
-        let ours_expired = self.outstanding.is_some_and(|p| self.now >= p + self.timeout());
-        let ttl_expired = self.peer_ttl.is_some_and(|(ttl, since)| self.now >= since + ttl);
+        let ours_expired = self
+            .outstanding
+            .is_some_and(|p| self.now >= p + self.timeout());
+        let ttl_expired = self
+            .peer_ttl
+            .is_some_and(|(ttl, since)| self.now >= since + ttl);
         let expected = if ours_expired || ttl_expired {
             Some(HeartbeatAction::Expired)
         } else if self.next_ping.is_some_and(|t| self.now >= t) {

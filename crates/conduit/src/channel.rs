@@ -490,15 +490,16 @@ impl Channel {
     }
 
     fn recv_within(&self, wait: Wait) -> Result<Message, RecvFail> {
-        self.recv_hooked(wait, |_| {})
+        self.recv_hooked(wait, |_| Ok(()))
     }
 
     /// Receives the next message; every command that arrives on the way is
-    /// handled as usual (PING answered, ERROR fatal) and then shown to `hook`.
+    /// shown to `hook` and then handled as usual (PING answered, ERROR fatal).
+    /// An error from `hook` breaks the channel, as a protocol error would.
     pub(crate) fn recv_hooked(
         &self,
         wait: Wait,
-        mut hook: impl FnMut(&Command),
+        mut hook: impl FnMut(&Command) -> Result<(), Error>,
     ) -> Result<Message, RecvFail> {
         match self.ensure_ready(wait) {
             Ok(_) => {}
@@ -506,7 +507,7 @@ impl Channel {
             Err(NotReady::Failed(e)) => return Err(RecvFail::Broken(e)),
         }
         let result = self.reader.recv(wait, |cmd| {
-            hook(&cmd);
+            hook(&cmd)?;
             self.on_command(cmd)
         });
         match &result {
@@ -566,6 +567,16 @@ impl Channel {
     /// When bytes last arrived from the peer.
     pub(crate) fn last_input(&self) -> Instant {
         self.reader.last_input()
+    }
+
+    /// Drops the connection for something the peer did that only the layer
+    /// above could judge: tells the peer why, as for a protocol error, and
+    /// aborts.
+    pub(crate) fn drop_for(&self, error: &Error) {
+        if let Error::Protocol(p) = error {
+            self.tell_peer(p);
+        }
+        self.abort();
     }
 
     /// Shuts the connection down in both directions at once, waking any thread

@@ -81,7 +81,10 @@ mod transport;
 mod writer;
 
 pub use channel::{Channel, ChannelBuilder, Listener};
-pub use conduit_proto::{Message, PeerInfo, Properties, ProtocolError, SocketType};
+pub use conduit_proto::{
+    DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, Message, PeerInfo, Properties,
+    ProtocolError, SocketType,
+};
 pub use endpoint::Endpoint;
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,

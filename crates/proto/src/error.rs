@@ -55,6 +55,15 @@ pub enum ProtocolError {
         /// The limit.
         max: usize,
     },
+    /// A subscriber subscribed to more distinct topics, or more bytes of them,
+    /// than a publisher keeps for one ([`SubscriptionLimits`](crate::SubscriptionLimits)).
+    #[error("subscriber went over its limit of {limit} {unit}")]
+    TooManySubscriptions {
+        /// The limit.
+        limit: usize,
+        /// What it counts: `"topics"` or `"bytes of topics"`.
+        unit: &'static str,
+    },
     /// A command frame is larger than [`MAX_COMMAND_SIZE`](crate::MAX_COMMAND_SIZE).
     #[error("command of {size} bytes exceeds the limit of {max} bytes")]
     CommandTooLarge {
@@ -135,7 +144,10 @@ impl ProtocolError {
             | MessageTooLarge { .. }
             | TooManyFrames { .. }
             | CommandTooLarge { .. } => Fault::Malformed,
-            CommandInsideMessage | MessageBeforeReady | UnexpectedCommand(_) => Fault::Violation,
+            CommandInsideMessage
+            | MessageBeforeReady
+            | UnexpectedCommand(_)
+            | TooManySubscriptions { .. } => Fault::Violation,
             UnsupportedVersion { .. }
             | MechanismMismatch { .. }
             | MissingSocketType

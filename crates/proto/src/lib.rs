@@ -13,7 +13,8 @@
 //! - [`SendBuffer`]: encoded frames queued for one `writev` per batch.
 //! - [`Greeting`], [`Handshake`]: the 64-byte greeting and the NULL mechanism's
 //!   READY exchange, validating the peer's [`SocketType`].
-//! - [`Subscriptions`]: counted prefix matching for PUB/SUB; [`envelope`]: the
+//! - [`Subscriptions`]: counted prefix matching for PUB/SUB, within
+//!   [`SubscriptionLimits`] per subscriber; [`envelope`]: the
 //!   REQ/REP envelope rules.
 //! - [`ProtocolError`]: every way a peer can break the protocol, with the
 //!   [`Fault`] that says whose fault it is.
@@ -66,4 +67,7 @@ pub use message::Message;
 pub use properties::{IDENTITY, IMPLEMENTATION, InvalidPropertyName, Properties, SOCKET_TYPE};
 pub use send_buffer::{COPY_LIMIT, SendBuffer};
 pub use socket_type::{SocketType, UnknownSocketType};
-pub use subscriptions::{SubscriptionMessage, Subscriptions};
+pub use subscriptions::{
+    DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, SubscriptionLimits,
+    SubscriptionMessage, Subscriptions,
+};

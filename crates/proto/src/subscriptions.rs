@@ -4,10 +4,52 @@
 //! A subscription to `A` matches every message whose first frame starts with `A`;
 //! the empty subscription matches everything. Subscriptions are counted, not a
 //! set: subscribing to `A` twice needs two cancellations.
+//!
+//! A publisher keeps every distinct topic of every subscriber, so a subscriber
+//! sending SUBSCRIBE with a new topic each time would grow it without end:
+//! [`SubscriptionLimits`] bound what one subscriber may hold.
 
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+
+use crate::error::ProtocolError;
+
+/// Default for [`SubscriptionLimits::topics`]: distinct topics per subscriber.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 1 << 16;
+/// Default for [`SubscriptionLimits::bytes`]: bytes of distinct topics per
+/// subscriber, summed.
+pub const DEFAULT_MAX_SUBSCRIPTION_BYTES: usize = 4 << 20;
+
+/// How much one subscriber may subscribe to: distinct topics, and their bytes
+/// summed. Subscribing again to a topic already held only counts it, and costs
+/// nothing, so only new topics are limited.
+///
+/// ```
+/// use conduit_proto::{SubscriptionLimits, Subscriptions};
+/// let limits = SubscriptionLimits { topics: 2, bytes: 1024 };
+/// let mut subs = Subscriptions::new();
+/// assert_eq!(subs.add_within(b"a", limits), Ok(true));
+/// assert_eq!(subs.add_within(b"b", limits), Ok(true));
+/// assert_eq!(subs.add_within(b"a", limits), Ok(false)); // counted, not new
+/// assert!(subs.add_within(b"c", limits).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionLimits {
+    /// Distinct topics at most.
+    pub topics: usize,
+    /// Bytes of distinct topics at most, summed.
+    pub bytes: usize,
+}
+
+impl Default for SubscriptionLimits {
+    fn default() -> SubscriptionLimits {
+        SubscriptionLimits {
+            topics: DEFAULT_MAX_SUBSCRIPTIONS,
+            bytes: DEFAULT_MAX_SUBSCRIPTION_BYTES,
+        }
+    }
+}
 
 /// A counted set of prefixes.
 ///
@@ -32,6 +74,8 @@ pub struct Subscriptions {
     counts: HashMap<Bytes, u32>,
     /// For each topic length, how many distinct topics have it.
     lengths: BTreeMap<usize, usize>,
+    /// Bytes of the distinct topics, summed.
+    bytes: usize,
 }
 
 impl Subscriptions {
@@ -48,7 +92,32 @@ impl Subscriptions {
         }
         self.counts.insert(Bytes::copy_from_slice(prefix), 1);
         *self.lengths.entry(prefix.len()).or_default() += 1;
+        self.bytes += prefix.len();
         true
+    }
+
+    /// [`add`](Self::add), unless `prefix` is a new topic that would take this
+    /// set past `limits`: then nothing changes, and the error says which limit.
+    pub fn add_within(
+        &mut self,
+        prefix: &[u8],
+        limits: SubscriptionLimits,
+    ) -> Result<bool, ProtocolError> {
+        if !self.counts.contains_key(prefix) {
+            if self.counts.len() >= limits.topics {
+                return Err(ProtocolError::TooManySubscriptions {
+                    limit: limits.topics,
+                    unit: "topics",
+                });
+            }
+            if self.bytes.saturating_add(prefix.len()) > limits.bytes {
+                return Err(ProtocolError::TooManySubscriptions {
+                    limit: limits.bytes,
+                    unit: "bytes of topics",
+                });
+            }
+        }
+        Ok(self.add(prefix))
     }
 
     /// Removes one subscription to `prefix`; true if that was the last one.
@@ -62,6 +131,7 @@ impl Subscriptions {
             return false;
         }
         self.counts.remove(prefix);
+        self.bytes -= prefix.len();
         if let Some(n) = self.lengths.get_mut(&prefix.len()) {
             *n -= 1;
             if *n == 0 {
@@ -81,6 +151,11 @@ impl Subscriptions {
     /// Number of distinct prefixes subscribed.
     pub fn len(&self) -> usize {
         self.counts.len()
+    }
+
+    /// Bytes of the distinct prefixes, summed.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether nothing is subscribed.
@@ -166,6 +241,54 @@ mod tests {
         assert!(s.remove(b"abc"));
         assert!(s.is_empty());
         assert!(s.lengths.is_empty(), "no length is left counted");
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn limits_hold_new_topics_by_count_and_bytes() {
+        let limits = SubscriptionLimits {
+            topics: 3,
+            bytes: 10,
+        };
+        let mut s = Subscriptions::new();
+        assert_eq!(s.add_within(b"", limits), Ok(true));
+        assert_eq!(s.add_within(b"abcd", limits), Ok(true));
+        // Six more bytes would make 10: allowed; seven would not.
+        assert_eq!(
+            s.add_within(b"1234567", limits),
+            Err(ProtocolError::TooManySubscriptions {
+                limit: 10,
+                unit: "bytes of topics"
+            })
+        );
+        assert_eq!(s.add_within(b"123456", limits), Ok(true));
+        assert_eq!(s.bytes(), 10);
+        // At three topics a fourth is refused; more of a topic held is only
+        // counted.
+        assert_eq!(
+            s.add_within(b"x", limits),
+            Err(ProtocolError::TooManySubscriptions {
+                limit: 3,
+                unit: "topics"
+            })
+        );
+        for _ in 0..1000 {
+            assert_eq!(s.add_within(b"abcd", limits), Ok(false));
+        }
+        assert_eq!((s.len(), s.bytes()), (3, 10));
+        // A refused topic was not added; a cancelled one makes room.
+        assert!(!s.remove(b"x"));
+        assert!(s.remove(b"123456"));
+        assert_eq!(s.bytes(), 4);
+        assert_eq!(s.add_within(b"x", limits), Ok(true));
+        assert_eq!(
+            ProtocolError::TooManySubscriptions {
+                limit: 3,
+                unit: "topics"
+            }
+            .to_string(),
+            "subscriber went over its limit of 3 topics"
+        );
     }
 
     #[test]

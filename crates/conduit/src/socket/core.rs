@@ -19,6 +19,7 @@ use conduit_proto::{Command, Message, PeerInfo, SocketType, SubscriptionMessage,
 use super::events::SocketEvent;
 use super::options::SocketOptions;
 use crate::channel::Channel;
+use crate::error::Error;
 use crate::transport::Wait;
 
 /// A connected peer in service.
@@ -220,7 +221,13 @@ impl Core {
     fn drain_notifier(self: &Arc<Core>) -> Arc<dyn Fn() + Send + Sync> {
         let core: Weak<Core> = Arc::downgrade(self);
         Arc::new(move || {
-            if let Some(core) = core.upgrade() {
+            let Some(core) = core.upgrade() else { return };
+            if SENDING_UNDER_LOCK.get() {
+                // Called from a send made under the lock (see `under_lock`):
+                // taking it again would deadlock, and holding it, we know no
+                // waiter is between checking for room and waiting.
+                core.app.notify_all();
+            } else {
                 let st = core.lock();
                 core.notify_app(&st);
             }
@@ -345,15 +352,15 @@ impl Core {
 
     /// A peer's connection thread hands over a message it received. Waits while
     /// the peer's inbound queue is full; returns false if the socket is closing
-    /// or the peer is out of service.
-    pub(crate) fn deliver(&self, peer: &Peer, msg: Message) -> bool {
+    /// or the peer is out of service, and an error if the peer must be dropped.
+    pub(crate) fn deliver(&self, peer: &Peer, msg: Message) -> Result<bool, Error> {
         let mut st = self.lock();
         loop {
             if st.closing {
-                return false;
+                return Ok(false);
             }
             let Some(i) = st.slot(peer.id).filter(|&i| !st.peers[i].gone) else {
-                return false;
+                return Ok(false);
             };
             match self.kind {
                 SocketType::Pub | SocketType::XPub => {
@@ -365,25 +372,25 @@ impl Core {
                     match sub {
                         // XPUB: held back at the high-water mark below, as messages are.
                         Some(sub) if !self.xpub_full(&st) => {
-                            self.on_subscription(&mut st, i, sub);
-                            return true;
+                            self.on_subscription(&mut st, i, sub)?;
+                            return Ok(true);
                         }
                         Some(_) => {}
-                        None if self.kind == SocketType::Pub => return true,
+                        None if self.kind == SocketType::Pub => return Ok(true),
                         None => {}
                     }
                 }
                 // A PUSH receives nothing; a stray message is dropped.
-                SocketType::Push => return true,
+                SocketType::Push => return Ok(true),
                 SocketType::Sub | SocketType::XSub => {
                     let first = msg.first().map_or(&[][..], |f| &f[..]);
                     if !st.subscriptions.matches(first) {
-                        return true;
+                        return Ok(true);
                     }
                 }
                 // Only the peer a REQ asked may answer, and only while it waits.
                 SocketType::Req if st.req.expecting.map(|(p, _)| p) != Some(peer.id) => {
-                    return true;
+                    return Ok(true);
                 }
                 _ => {}
             }
@@ -397,7 +404,7 @@ impl Core {
                     _ => st.peers[i].inbound.push_back(msg),
                 }
                 self.notify_app(&st);
-                return true;
+                return Ok(true);
             }
             // Full: stop reading from this peer, so the transport pushes back on it.
             st.readers_waiting += 1;
@@ -407,14 +414,15 @@ impl Core {
     }
 
     /// A command that arrived from a peer (PING and ERROR are the channel's).
-    pub(crate) fn on_command(&self, peer: &Peer, cmd: &Command) {
+    /// An error drops the peer.
+    pub(crate) fn on_command(&self, peer: &Peer, cmd: &Command) -> Result<(), Error> {
         if !matches!(self.kind, SocketType::Pub | SocketType::XPub) {
-            return;
+            return Ok(());
         }
         let sub = match cmd {
             Command::Subscribe(t) => SubscriptionMessage::Subscribe(t.clone()),
             Command::Cancel(t) => SubscriptionMessage::Cancel(t.clone()),
-            _ => return,
+            _ => return Ok(()),
         };
         let mut st = self.lock();
         // An XPUB hands subscriptions to the application: while its queue is at
@@ -423,17 +431,18 @@ impl Core {
         // application not reading, would fill our memory.
         while self.xpub_full(&st) && !st.closing {
             if st.slot(peer.id).is_none_or(|i| st.peers[i].gone) {
-                return;
+                return Ok(());
             }
             st.readers_waiting += 1;
             st = self.readers.wait(st).unwrap_or_else(|e| e.into_inner());
             st.readers_waiting -= 1;
         }
         if st.closing {
-            return;
+            return Ok(());
         }
-        if let Some(i) = st.slot(peer.id) {
-            self.on_subscription(&mut st, i, sub);
+        match st.slot(peer.id) {
+            Some(i) => self.on_subscription(&mut st, i, sub),
+            None => Ok(()),
         }
     }
 
@@ -442,14 +451,24 @@ impl Core {
         self.kind == SocketType::XPub && st.xpub_inbound.len() >= self.options.rcvhwm
     }
 
-    fn on_subscription(&self, st: &mut State, i: usize, sub: SubscriptionMessage) {
+    /// Applies a subscriber's subscription or cancellation. A new topic past
+    /// the subscriber's limits is an error that drops it: we keep every topic,
+    /// so they are all that stands between a subscriber inventing topics
+    /// without end and our memory.
+    fn on_subscription(
+        &self,
+        st: &mut State,
+        i: usize,
+        sub: SubscriptionMessage,
+    ) -> Result<(), Error> {
         // Counted per peer, as ZMTP 3.1 says.
+        let limits = self.options.subscription_limits;
         let changed_for_peer = match &sub {
-            SubscriptionMessage::Subscribe(t) => st.peers[i].subscriptions.add(t),
+            SubscriptionMessage::Subscribe(t) => st.peers[i].subscriptions.add_within(t, limits)?,
             SubscriptionMessage::Cancel(t) => st.peers[i].subscriptions.remove(t),
         };
         if self.kind != SocketType::XPub {
-            return;
+            return Ok(());
         }
         // XPUB tells the application of a topic's first subscriber and of its last
         // cancellation (all of them when verbose).
@@ -465,6 +484,7 @@ impl Core {
             st.xpub_inbound.push_back(Message::from(sub.to_frame()));
             self.notify_app(st);
         }
+        Ok(())
     }
 
     /// Takes the next message fairly from the peers' queues: round the peers,
@@ -528,17 +548,40 @@ impl Core {
     }
 }
 
+thread_local! {
+    /// Whether this thread is sending to a peer while holding its socket's lock.
+    static SENDING_UNDER_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `send`, a send to a peer of a socket whose lock this thread holds. A
+/// send that drains a queue once full, or finds the stream broken, calls the
+/// socket's drain notifier from this thread, which must then not take the lock
+/// (a PUB publishing to subscribers that stalled and left deadlocked so).
+pub(crate) fn under_lock<R>(send: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            SENDING_UNDER_LOCK.set(self.0);
+        }
+    }
+    let _reset = Reset(SENDING_UNDER_LOCK.replace(true));
+    send()
+}
+
 /// Sends a subscription change to a publisher, as a command to a ZMTP 3.1 peer
 /// and as a message to a 3.0 one. Subscriptions bypass the high-water mark.
+/// Called with the socket's lock held.
 pub(crate) fn send_subscription(peer: &Peer, sub: SubscriptionMessage) {
-    let _ = if peer.info.greeting.is_3_1() {
-        peer.channel.send_command(&match sub {
-            SubscriptionMessage::Subscribe(t) => Command::Subscribe(t),
-            SubscriptionMessage::Cancel(t) => Command::Cancel(t),
-        })
-    } else {
-        peer.channel.send_unbounded(Message::from(sub.to_frame()))
-    };
+    let _ = under_lock(|| {
+        if peer.info.greeting.is_3_1() {
+            peer.channel.send_command(&match sub {
+                SubscriptionMessage::Subscribe(t) => Command::Subscribe(t),
+                SubscriptionMessage::Cancel(t) => Command::Cancel(t),
+            })
+        } else {
+            peer.channel.send_unbounded(Message::from(sub.to_frame()))
+        }
+    });
 }
 
 /// libzmq's form of a generated routing id: a zero byte, then a 32-bit counter.

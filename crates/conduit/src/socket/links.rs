@@ -233,14 +233,17 @@ fn read_from(core: &Core, peer: &Peer) -> Option<Error> {
             if let Command::Ping { ttl, .. } = cmd {
                 heartbeat.on_ping(*ttl, Instant::now());
             }
-            core.on_command(peer, cmd);
+            core.on_command(peer, cmd)
         });
         match received {
-            Ok(msg) => {
-                if !core.deliver(peer, msg) {
-                    return None;
+            Ok(msg) => match core.deliver(peer, msg) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    peer.channel.drop_for(&e);
+                    return Some(e);
                 }
-            }
+            },
             Err(RecvFail::WouldBlock) => {
                 heartbeat.on_traffic(peer.channel.last_input());
                 match heartbeat.handle_timeout(Instant::now()) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conduit_proto::{HeartbeatConfig, Message, SocketType};
+use conduit_proto::{HeartbeatConfig, Message, SocketType, SubscriptionLimits};
 
 use self::core::Core;
 pub use self::events::SocketEvent;
@@ -173,6 +173,21 @@ impl SocketBuilder {
     /// only a topic's first and last (`ZMQ_XPUB_VERBOSER`).
     pub fn xpub_verbose(mut self, on: bool) -> Self {
         self.options.xpub_verbose = on;
+        self
+    }
+
+    /// PUB and XPUB: the most one subscriber may subscribe to, in distinct
+    /// topics and in bytes of them summed (defaults
+    /// [`DEFAULT_MAX_SUBSCRIPTIONS`](crate::DEFAULT_MAX_SUBSCRIPTIONS), 65,536,
+    /// and [`DEFAULT_MAX_SUBSCRIPTION_BYTES`](crate::DEFAULT_MAX_SUBSCRIPTION_BYTES),
+    /// 4 MiB). The socket keeps every subscriber's topics, so without a bound
+    /// one subscribing to new topics without end would fill its memory. A
+    /// subscriber going over either is dropped, with a
+    /// [`ProtocolError::TooManySubscriptions`](crate::ProtocolError::TooManySubscriptions)
+    /// in the [`SocketEvent`] and in an ERROR to the peer. Subscribing again to
+    /// a topic held costs nothing and is not limited.
+    pub fn max_subscriptions(mut self, topics: usize, bytes: usize) -> Self {
+        self.options.subscription_limits = SubscriptionLimits { topics, bytes };
         self
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_proto::{HeartbeatConfig, SocketType};
+use conduit_proto::{HeartbeatConfig, SocketType, SubscriptionLimits};
 
 use super::events::SocketEvent;
 use crate::options::{DEFAULT_HWM, Options};
@@ -29,6 +29,9 @@ pub(crate) struct SocketOptions {
     pub(crate) req_relaxed: bool,
     pub(crate) req_correlate: bool,
     pub(crate) xpub_verbose: bool,
+    /// PUB and XPUB: what one subscriber may subscribe to (not in libzmq,
+    /// which keeps whatever a subscriber sends).
+    pub(crate) subscription_limits: SubscriptionLimits,
     pub(crate) monitor: Option<Monitor>,
 }
 
@@ -57,6 +60,7 @@ impl SocketOptions {
             req_relaxed: false,
             req_correlate: false,
             xpub_verbose: false,
+            subscription_limits: SubscriptionLimits::default(),
             monitor: None,
         }
     }

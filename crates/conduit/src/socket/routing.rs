@@ -7,7 +7,7 @@ use std::sync::{Arc, MutexGuard};
 use bytes::Bytes;
 use conduit_proto::{Message, SocketType, SubscriptionMessage, envelope};
 
-use super::core::{Core, Gave, Peer, State, send_subscription};
+use super::core::{Core, Gave, Peer, State, send_subscription, under_lock};
 use crate::error::{Error, SendError};
 use crate::reader::RecvFail;
 use crate::transport::Wait;
@@ -28,7 +28,7 @@ fn gave_up(message: Message, gave: Gave) -> SendFail {
 /// at its high-water mark or broken (a broken peer is aborted, so its thread
 /// takes it out of service).
 fn offer(peer: &Peer, msg: Message) -> Result<(), Message> {
-    match peer.channel.send_within(msg, Wait::Never) {
+    match under_lock(|| peer.channel.send_within(msg, Wait::Never)) {
         Ok(()) => Ok(()),
         Err(SendFail::WouldBlock(m)) => Err(m),
         Err(SendFail::Broken(e)) => {

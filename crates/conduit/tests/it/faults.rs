@@ -495,3 +495,57 @@ fn a_stale_ipc_file_is_reclaimed_and_a_live_one_refused() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
 }
+
+/// A PUB sends to its subscribers while holding its socket's lock. A send that
+/// drains a queue a send had found full, or that finds the subscriber gone,
+/// wakes the application threads waiting for room, and must not take that lock
+/// again: a publisher sending without pause to subscribers that stall, read
+/// again and vanish keeps publishing. (It deadlocked in a soak run.)
+#[test]
+fn a_publisher_outlives_subscribers_that_stall_and_vanish() {
+    use std::sync::atomic::AtomicBool;
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = Socket::builder(SocketType::Pub)
+            .send_hwm(4)
+            .linger(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let ep = publisher
+            .bind(&crate::sockets::endpoint(transport, &dir, "pub"))
+            .unwrap()
+            .to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done, finished) = std::sync::mpsc::channel();
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                publisher.send(vec![7u8; 4 << 10]).unwrap();
+            }
+            let _ = done.send(());
+        });
+        for _ in 0..40 {
+            let sub = socket(SocketType::Sub);
+            sub.subscribe("").unwrap();
+            sub.connect(&ep).unwrap();
+            // Stall until the publisher's queue for us is full, read a burst,
+            // stall again, and vanish with messages unread.
+            let _ = sub.recv_timeout(Duration::from_secs(2));
+            std::thread::sleep(Duration::from_millis(5));
+            for _ in 0..50 {
+                let _ = sub.recv_timeout(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+            drop(sub);
+        }
+        let good = socket(SocketType::Sub);
+        good.subscribe("").unwrap();
+        good.connect(&ep).unwrap();
+        good.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("over {transport}: the publisher is stuck: {e}"));
+        stop.store(true, Ordering::Relaxed);
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("over {transport}: the publisher is stuck: {e}"));
+    }
+}

@@ -141,16 +141,24 @@ fn stream_body(mut raw: Raw, header: &[u8], len: usize) {
     }
 }
 
+/// A test's name for its server child; in the child, serves and returns from
+/// the test.
+macro_rules! serve_in_child {
+    ($name:ident) => {{
+        const TEST: &str = concat!("hostile_peers::", stringify!($name));
+        if serve_if_child(TEST) {
+            return;
+        }
+        TEST
+    }};
+}
+
 macro_rules! hostile {
     ($(#[$doc:meta])* $name:ident, $case:expr) => {
         $(#[$doc])*
         #[test]
         fn $name() {
-            const TEST: &str = concat!("hostile_peers::", stringify!($name));
-            if serve_if_child(TEST) {
-                return;
-            }
-            attack(TEST, $case);
+            attack(serve_in_child!($name), $case);
         }
     };
 }
@@ -401,10 +409,7 @@ fn the_handshake_timeout_defaults_to_a_few_seconds() {
 /// sends, sending does not stall, and the good peer gets everything else.
 #[test]
 fn a_peer_that_never_reads_is_held_at_the_high_water_mark() {
-    const TEST: &str = "hostile_peers::a_peer_that_never_reads_is_held_at_the_high_water_mark";
-    if serve_if_child(TEST) {
-        return;
-    }
+    let test = serve_in_child!(a_peer_that_never_reads_is_held_at_the_high_water_mark);
     const HWM: usize = 10;
     const N: usize = 4000;
     const SIZE: usize = 64 << 10; // 250 MiB in all
@@ -412,7 +417,7 @@ fn a_peer_that_never_reads_is_held_at_the_high_water_mark() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::new(SocketType::Push, &endpoint_for(transport, &dir));
         config.send_hwm = HWM;
-        let mut server = Server::start(TEST, &config);
+        let mut server = Server::start(test, &config);
 
         let mut deaf = Raw::connect(&server.endpoint);
         deaf.write_all(&opening("PULL")).unwrap();
@@ -475,18 +480,14 @@ hostile!(
 /// bound. (Not a protocol error: the connection may stay.)
 #[test]
 fn a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs() {
-    const TEST: &str =
-        "hostile_peers::a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs";
-    if serve_if_child(TEST) {
-        return;
-    }
+    let test = serve_in_child!(a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs);
     // PINGs with a 16-byte context: 25 bytes in, 23 bytes of PONG out each.
     let ping = b"\x04\x17\x04PING\x00\x00sixteen bytes!!!";
     const FLOOD: usize = 48 << 20;
     for transport in ["tcp", "ipc"] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::new(SocketType::Pull, &endpoint_for(transport, &dir));
-        let mut server = Server::start(TEST, &config);
+        let mut server = Server::start(test, &config);
         let good = socket(SocketType::Push);
         good.connect(&server.endpoint).unwrap();
         good.send("before").unwrap();
@@ -520,6 +521,24 @@ fn a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs() {
     }
 }
 
+/// A subscriber to everything, in service at the publishing server.
+fn good_subscriber(server: &mut Server) -> Socket {
+    let good = socket(SocketType::Sub);
+    good.subscribe("").unwrap();
+    good.connect(&server.endpoint).unwrap();
+    server.wait_line("a SUB peer", Duration::from_secs(10));
+    good
+}
+
+/// The server publishes three messages, and `good` gets them.
+fn still_publishes(server: &mut Server, good: &Socket, context: &str) {
+    server.command("SEND 3 5");
+    for _ in 0..3 {
+        let m = good.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(m.size(), 5, "{context}");
+    }
+}
+
 /// An XPUB hands every first subscription and last cancellation of a topic to
 /// its application. A subscriber that subscribes and cancels without end, while
 /// the application is not reading, must be held back at the receive high-water
@@ -527,22 +546,15 @@ fn a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs() {
 /// publishing to its good subscriber.
 #[test]
 fn a_subscription_flood_to_an_xpub_is_held_at_the_high_water_mark() {
-    const TEST: &str =
-        "hostile_peers::a_subscription_flood_to_an_xpub_is_held_at_the_high_water_mark";
-    if serve_if_child(TEST) {
-        return;
-    }
+    let test = serve_in_child!(a_subscription_flood_to_an_xpub_is_held_at_the_high_water_mark);
     // SUBSCRIBE x, CANCEL x: 23 bytes, two notifications for the application.
     let pair = b"\x04\x0b\x09SUBSCRIBEx\x04\x08\x06CANCELx";
     const FLOOD: usize = 16 << 20;
     for transport in ["tcp", "ipc"] {
         let dir = tempfile::tempdir().unwrap();
         let config = Config::new(SocketType::XPub, &endpoint_for(transport, &dir));
-        let mut server = Server::start(TEST, &config);
-        let good = socket(SocketType::Sub);
-        good.subscribe("").unwrap();
-        good.connect(&server.endpoint).unwrap();
-        server.wait_line("a SUB peer", Duration::from_secs(10));
+        let mut server = Server::start(test, &config);
+        let good = good_subscriber(&mut server);
         let peak_before = server.status_kib("VmHWM");
 
         let mut raw = Raw::connect(&server.endpoint);
@@ -563,11 +575,84 @@ fn a_subscription_flood_to_an_xpub_is_held_at_the_high_water_mark() {
              after {} KiB of subscriptions",
             sent >> 10
         );
-        server.command("SEND 3 5");
-        for _ in 0..3 {
-            let m = good.recv_timeout(Duration::from_secs(10)).unwrap();
-            assert_eq!(m.size(), 5, "over {transport}");
-        }
+        still_publishes(&mut server, &good, &format!("over {transport}"));
         drop(raw);
+    }
+}
+
+/// A subscriber inventing new topics without end. A PUB or XPUB keeps every
+/// topic of every subscriber (an XPUB whose application reads, as a proxy's
+/// does, is not held back by its high-water mark), so the subscriber is dropped
+/// at its subscription limits (here 16,384 topics or 1 MiB of them; by default
+/// 65,536 and 4 MiB) with the reason logged, long before the flood ends; the
+/// socket's memory does not follow the flood, and its good subscriber keeps
+/// getting what is published.
+#[test]
+fn a_flood_of_new_subscriptions_is_dropped_at_the_subscription_limits() {
+    let test = serve_in_child!(a_flood_of_new_subscriptions_is_dropped_at_the_subscription_limits);
+    const TOPICS: usize = 16 << 10;
+    const BYTES: usize = 1 << 20;
+    // Unbounded, 32 MiB of 8-byte topics would be 1.6 million of them.
+    const FLOOD: usize = 32 << 20;
+    let floods = [
+        (
+            8,
+            format!("subscriber went over its limit of {TOPICS} topics"),
+        ),
+        (
+            16 << 10,
+            format!("subscriber went over its limit of {BYTES} bytes of topics"),
+        ),
+    ];
+    for kind in [SocketType::Pub, SocketType::XPub] {
+        for transport in ["tcp", "ipc"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = Config::new(kind, &endpoint_for(transport, &dir));
+            config.max_subscriptions = (TOPICS, BYTES);
+            config.reads = true;
+            let mut server = Server::start(test, &config);
+            let good = good_subscriber(&mut server);
+            let peak_before = server.status_kib("VmHWM");
+
+            for (topic_len, reason) in &floods {
+                let mut raw = Raw::connect(&server.endpoint);
+                raw.write_all(&opening("SUB")).unwrap();
+                let mut reader = raw.try_clone();
+                let topic_len = *topic_len;
+                let flooder = std::thread::spawn(move || {
+                    let mut sent = 0;
+                    let mut i = 0u64;
+                    while sent < FLOOD {
+                        let mut batch = bytes::BytesMut::new();
+                        while batch.len() < 64 << 10 {
+                            let topic = format!("{i:0topic_len$}");
+                            conduit_proto::Command::Subscribe(topic.into()).encode(&mut batch);
+                            i += 1;
+                        }
+                        if raw.write_all(&batch).is_err() {
+                            return;
+                        }
+                        sent += batch.len();
+                    }
+                });
+                let event = server.next_line(reason, Duration::from_secs(20));
+                assert!(
+                    event.starts_with("EVENT dropped"),
+                    "{kind} over {transport}: {event}"
+                );
+                reader
+                    .read_until_closed(Duration::from_secs(5))
+                    .unwrap_or_else(|| panic!("{kind} over {transport}: still open"));
+                flooder.join().unwrap();
+            }
+
+            still_publishes(&mut server, &good, &format!("over {transport}"));
+            let peak_after = server.status_kib("VmHWM");
+            assert!(
+                peak_after <= peak_before + MEMORY_SLACK_KIB,
+                "{kind} over {transport}: peak memory grew from {peak_before} KiB to \
+                 {peak_after} KiB"
+            );
+        }
     }
 }

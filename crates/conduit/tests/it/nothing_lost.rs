@@ -120,29 +120,52 @@ fn a_pair_socket_delivers_everything_sent_before_close() {
 }
 
 /// An XPUB whose receive queue filled up: once the application reads, the
-/// subscriber's connection is read again, and every message it sent upstream
-/// arrives, in order.
+/// subscriber's connection is read again, and everything it sent upstream
+/// arrives, in order: its messages and its subscriptions (which wait for room
+/// in the same queue), each of those then in force. The regression test for an
+/// XPUB that did not wake its connection threads when its full queue was read:
+/// the fifth item never came.
 #[test]
 fn an_xpub_reads_again_once_its_full_queue_is_read() {
-    let xpub = Socket::builder(SocketType::XPub)
-        .recv_hwm(4)
-        .linger(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let ep = xpub.bind("tcp://127.0.0.1:*").unwrap().to_string();
-    let xsub = Socket::builder(SocketType::XSub)
-        .linger(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    xsub.connect(&ep).unwrap();
-    crate::sockets::wait_peers(&xpub, 1);
-    for i in 0..50 {
-        xsub.send(format!("upstream {i}")).unwrap();
-    }
-    for i in 0..50 {
-        let m = xpub
-            .recv_timeout(Duration::from_secs(5))
-            .unwrap_or_else(|e| panic!("message {i}: {e}"));
-        assert_eq!(m.concat(), format!("upstream {i}"));
+    const N: usize = 50;
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let xpub = Socket::builder(SocketType::XPub)
+            .recv_hwm(4)
+            .linger(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let ep = xpub
+            .bind(&endpoint(transport, &dir, "xpub"))
+            .unwrap()
+            .to_string();
+        let xsub = crate::sockets::socket(SocketType::XSub);
+        xsub.connect(&ep).unwrap();
+        // Both ends in service: an XSUB with no publisher yet drops messages.
+        crate::sockets::wait_peers(&xpub, 1);
+        crate::sockets::wait_peers(&xsub, 1);
+        // A subscription (a SUBSCRIBE command on the wire), then a message, each
+        // time: ten times what the XPUB's queue holds, none read yet.
+        for i in 0..N {
+            xsub.send([&b"\x01"[..], format!("topic.{i}").as_bytes()].concat())
+                .unwrap();
+            xsub.send(format!("upstream {i}")).unwrap();
+        }
+        for i in 0..N {
+            for expected in [format!("\x01topic.{i}"), format!("upstream {i}")] {
+                let m = xpub
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("over {transport}, {expected:?}: {e}"));
+                assert_eq!(m.concat(), expected, "over {transport}");
+            }
+        }
+        // Every subscription is in force: the XSUB gets what is published to it.
+        for i in 0..N {
+            xpub.send(format!("topic.{i} news")).unwrap();
+        }
+        for i in 0..N {
+            let m = xsub.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(m.concat(), format!("topic.{i} news"), "over {transport}");
+        }
     }
 }

@@ -29,6 +29,12 @@ pub struct Config {
     pub handshake_timeout: Duration,
     pub max_message_size: usize,
     pub send_hwm: usize,
+    /// The most one subscriber may subscribe to: topics, bytes.
+    pub max_subscriptions: (usize, usize),
+    /// Whether the application reads what the socket receives (and reports it
+    /// in `RECV` lines); by default the types that receive messages do, an
+    /// XPUB does not.
+    pub reads: bool,
 }
 
 impl Config {
@@ -39,17 +45,28 @@ impl Config {
             handshake_timeout: conduit::DEFAULT_HANDSHAKE_TIMEOUT,
             max_message_size: 64 << 20,
             send_hwm: conduit::DEFAULT_HWM,
+            max_subscriptions: (
+                conduit::DEFAULT_MAX_SUBSCRIPTIONS,
+                conduit::DEFAULT_MAX_SUBSCRIPTION_BYTES,
+            ),
+            reads: matches!(
+                kind,
+                SocketType::Pull | SocketType::Pair | SocketType::Sub | SocketType::Dealer
+            ),
         }
     }
 
     fn to_env(&self) -> String {
         format!(
-            "{} {} {} {} {}",
+            "{} {} {} {} {} {} {} {}",
             self.kind,
             self.endpoint,
             self.handshake_timeout.as_millis(),
             self.max_message_size,
-            self.send_hwm
+            self.send_hwm,
+            self.max_subscriptions.0,
+            self.max_subscriptions.1,
+            self.reads
         )
     }
 
@@ -62,6 +79,8 @@ impl Config {
             handshake_timeout: Duration::from_millis(f[2].parse().unwrap()),
             max_message_size: f[3].parse().unwrap(),
             send_hwm: f[4].parse().unwrap(),
+            max_subscriptions: (f[5].parse().unwrap(), f[6].parse().unwrap()),
+            reads: f[7].parse().unwrap(),
         }
     }
 }
@@ -77,6 +96,7 @@ pub fn serve_if_child(test: &str) -> bool {
         .handshake_timeout(config.handshake_timeout)
         .max_message_size(config.max_message_size)
         .send_hwm(config.send_hwm)
+        .max_subscriptions(config.max_subscriptions.0, config.max_subscriptions.1)
         .linger(Duration::from_secs(1))
         .on_event(|e| say(&format!("EVENT {e}")))
         .build()
@@ -84,10 +104,7 @@ pub fn serve_if_child(test: &str) -> bool {
     let socket = std::sync::Arc::new(socket);
     let bound = socket.bind(&config.endpoint).unwrap();
     say(&format!("ENDPOINT {bound}"));
-    if matches!(
-        config.kind,
-        SocketType::Pull | SocketType::Pair | SocketType::Sub | SocketType::Dealer
-    ) {
+    if config.reads {
         let socket = socket.clone();
         std::thread::spawn(move || {
             while let Ok(m) = socket.recv() {
