@@ -521,12 +521,27 @@ fn a_peer_that_pings_and_never_reads_cannot_fill_memory_with_pongs() {
     }
 }
 
-/// A subscriber to everything, in service at the publishing server.
+/// A subscriber to everything, in service at the publishing server: its
+/// subscription has taken effect (a publication reached it) before any flood
+/// starts, since a flood held at an XPUB's high-water mark would hold it too.
 fn good_subscriber(server: &mut Server) -> Socket {
     let good = socket(SocketType::Sub);
     good.subscribe("").unwrap();
     good.connect(&server.endpoint).unwrap();
     server.wait_line("a SUB peer", Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        server.command("SEND 1 1");
+        if good.recv_timeout(Duration::from_millis(100)).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the subscription never took effect"
+        );
+    }
+    // Probes published while the first was on its way.
+    while good.recv_timeout(Duration::from_millis(100)).is_ok() {}
     good
 }
 

@@ -145,10 +145,16 @@ fn the_high_water_mark_holds_when_the_puller_stalls() {
         }
         assert!(accepted < 10_000, "the high-water mark never held");
     }
-    assert!(matches!(
-        push.send_timeout(big.clone(), Duration::from_millis(50)),
-        Err(SendTimeoutError::Timeout(_))
-    ));
+    // send_timeout times out at the mark too. The kernel may still take a
+    // little more meanwhile (TCP grows its buffers while the puller stalls).
+    loop {
+        match push.send_timeout(big.clone(), Duration::from_millis(50)) {
+            Ok(()) => accepted += 1,
+            Err(SendTimeoutError::Timeout(_)) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(accepted < 10_000, "the high-water mark never held");
+    }
     for _ in 0..accepted {
         assert_eq!(
             pull.recv_timeout(Duration::from_secs(10)).unwrap().size(),
