@@ -80,11 +80,14 @@ fn load_balance<'a>(
             if st.peers[i].gone {
                 continue;
             }
-            let peer = st.peers[i].peer.clone();
-            match offer(&peer, msg) {
+            // Borrowed, not cloned: two atomic operations fewer per message, and
+            // the lock keeps the slot in place meanwhile.
+            let peer = &st.peers[i].peer;
+            match offer(peer, msg) {
                 Ok(()) => {
+                    let id = peer.id;
                     st.send_cursor = (i + 1) % n;
-                    return Ok((st, peer.id));
+                    return Ok((st, id));
                 }
                 Err(m) => msg = m,
             }
