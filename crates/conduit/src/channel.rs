@@ -1,5 +1,6 @@
 //! `Channel`: a two-way, one-peer, whole-message channel over a stream socket.
 
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -499,14 +500,45 @@ impl Channel {
     pub(crate) fn recv_hooked(
         &self,
         wait: Wait,
-        mut hook: impl FnMut(&Command) -> Result<(), Error>,
+        hook: impl FnMut(&Command) -> Result<(), Error>,
     ) -> Result<Message, RecvFail> {
+        self.hooked(wait, hook, |reader, on_command| {
+            reader.recv(wait, on_command)
+        })
+    }
+
+    /// As [`recv_hooked`](Self::recv_hooked), but appends the message to `out`
+    /// with the run of messages already read behind it (see
+    /// [`Reader::recv_batch`]).
+    pub(crate) fn recv_batch_hooked(
+        &self,
+        wait: Wait,
+        hook: impl FnMut(&Command) -> Result<(), Error>,
+        out: &mut VecDeque<Message>,
+    ) -> Result<(), RecvFail> {
+        self.hooked(wait, hook, |reader, on_command| {
+            reader.recv_batch(wait, on_command, out)
+        })
+    }
+
+    /// Runs `receive` once the handshake is complete, with commands handled as
+    /// usual and then shown to `hook`.
+    #[inline]
+    fn hooked<T>(
+        &self,
+        wait: Wait,
+        mut hook: impl FnMut(&Command) -> Result<(), Error>,
+        receive: impl FnOnce(
+            &Reader,
+            &mut dyn FnMut(Command) -> Result<(), Error>,
+        ) -> Result<T, RecvFail>,
+    ) -> Result<T, RecvFail> {
         match self.ensure_ready(wait) {
             Ok(_) => {}
             Err(NotReady::WouldBlock) => return Err(RecvFail::WouldBlock),
             Err(NotReady::Failed(e)) => return Err(RecvFail::Broken(e)),
         }
-        let result = self.reader.recv(wait, |cmd| {
+        let result = receive(&self.reader, &mut |cmd| {
             hook(&cmd)?;
             self.on_command(cmd)
         });

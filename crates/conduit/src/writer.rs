@@ -354,8 +354,10 @@ impl Writer {
         let mut drained = Drained(false);
         while st.pending_msgs >= shared.hwm && st.broken.is_none() {
             if st.can_write() {
-                // Make room ourselves if the kernel takes it.
-                drained.0 |= self.write_now(&mut st).0;
+                // Make room ourselves, as far as `wait` allows.
+                let (guard, d) = self.write_batch(st, wait);
+                st = guard;
+                drained.0 |= d.0;
                 continue;
             }
             st.was_full = true;
@@ -396,7 +398,8 @@ impl Writer {
         if st.can_write() {
             let full = st.pending_msgs >= shared.batch_msgs || st.pending.len() >= BATCH_BYTES;
             if now || full {
-                drained.0 |= self.write_now(&mut st).0;
+                let (mut st, d) = self.write_batch(st, wait);
+                drained.0 |= d.0;
                 if full {
                     st.last_send = Some(Instant::now());
                 }
@@ -405,6 +408,73 @@ impl Writer {
         }
         self.wake_flusher(&mut st, false);
         (st, Ok(drained))
+    }
+
+    /// Writes `pending` from this thread. When the kernel buffer fills, a sender
+    /// that may wait writes the rest itself with the lock released (others queue
+    /// meanwhile, as while the flusher writes): one thread sleeps until the peer
+    /// makes room, not two. What `wait` does not allow to wait for is handed to
+    /// the flusher.
+    fn write_batch<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        wait: Wait,
+    ) -> (MutexGuard<'a, State>, Drained) {
+        if wait == Wait::Never {
+            let drained = self.write_now(&mut st);
+            return (st, drained);
+        }
+        debug_assert!(st.can_write());
+        let mut drained = Drained(std::mem::take(&mut st.was_full));
+        match write_out(&*self.shared.transport, &mut st.pending, Wait::Never) {
+            Ok(()) => {
+                st.pending_msgs = 0;
+                st.generation += 1;
+                return (st, drained);
+            }
+            Err(e) if is_wait_error(&e) => {}
+            Err(e) => {
+                self.fail(&mut st, e);
+                return (st, Drained(true));
+            }
+        }
+        // `handoff` is empty (we may write), so its buffer serves as the batch.
+        let mut batch = std::mem::take(&mut st.handoff);
+        std::mem::swap(&mut st.pending, &mut batch);
+        st.pending_msgs = 0;
+        st.generation += 1;
+        st.writing = true;
+        if st.waiters > 0 {
+            self.shared.drained.notify_all();
+        }
+        drop(st);
+        if std::mem::take(&mut drained.0) {
+            notify_drain(&self.shared);
+        }
+        let result = write_out(&*self.shared.transport, &mut batch, wait);
+        let mut st = lock(&self.shared.state);
+        st.writing = false;
+        match result {
+            Ok(()) => st.handoff = batch,
+            Err(e) if is_wait_error(&e) => {
+                // Out of time, part of it written: the flusher finishes it.
+                st.handoff = batch;
+                self.wake_flusher(&mut st, true);
+            }
+            Err(e) => {
+                self.fail(&mut st, e);
+                drained.0 = true;
+            }
+        }
+        if !st.pending.is_empty() || st.closing {
+            // Queued meanwhile, or closing: make sure the flusher looks again (it
+            // went idle while we wrote, and must exit once the writer closes).
+            self.wake_flusher(&mut st, false);
+        }
+        if st.waiters > 0 {
+            self.shared.drained.notify_all();
+        }
+        (st, drained)
     }
 
     /// Writes `pending` from this thread without waiting; what the kernel does
@@ -554,7 +624,9 @@ impl Writer {
                 if st.pending.is_empty() {
                     break;
                 }
-                drained.0 |= self.write_now(&mut st).0;
+                let (guard, d) = self.write_batch(st, wait);
+                st = guard;
+                drained.0 |= d.0;
                 continue;
             }
             st = match wait {
@@ -676,6 +748,12 @@ fn flusher(shared: Arc<Shared>) {
     let mut st = lock(&shared.state);
     loop {
         st.flusher = Flusher::Running;
+        if st.writing {
+            // A sender is writing; it wakes us if it leaves anything behind.
+            st.flusher = Flusher::Idle;
+            st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
+            continue;
+        }
         if st.broken.is_some() {
             st.pending.clear();
             st.pending_msgs = 0;

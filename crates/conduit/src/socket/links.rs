@@ -9,6 +9,7 @@
 //! A slow or silent peer only ever holds up its own thread: handshakes have a
 //! timeout and never run on the accepting thread.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -226,17 +227,23 @@ fn serve_connection(core: &Arc<Core>, stream: SocketStream, link: String) -> Ser
 /// the socket is closing), keeping its heartbeat.
 fn read_from(core: &Core, peer: &Peer) -> Option<Error> {
     let mut heartbeat = Heartbeat::new(core.options.heartbeat, Instant::now());
+    // Messages are handed over a run at a time (see `Core::deliver`).
+    let mut batch = VecDeque::new();
     loop {
         heartbeat.on_traffic(peer.channel.last_input());
         let wait = heartbeat.poll_timeout().map_or(Wait::Forever, Wait::Until);
-        let received = peer.channel.recv_hooked(wait, |cmd| {
-            if let Command::Ping { ttl, .. } = cmd {
-                heartbeat.on_ping(*ttl, Instant::now());
-            }
-            core.on_command(peer, cmd)
-        });
+        let received = peer.channel.recv_batch_hooked(
+            wait,
+            |cmd| {
+                if let Command::Ping { ttl, .. } = cmd {
+                    heartbeat.on_ping(*ttl, Instant::now());
+                }
+                core.on_command(peer, cmd)
+            },
+            &mut batch,
+        );
         match received {
-            Ok(msg) => match core.deliver(peer, msg) {
+            Ok(()) => match core.deliver(peer, &mut batch) {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(e) => {

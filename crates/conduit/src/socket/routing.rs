@@ -57,7 +57,7 @@ pub(crate) fn send(core: &Core, msg: Message, wait: Wait) -> Result<(), SendFail
             distribute(&st, &msg, true);
             Ok(())
         }
-        SocketType::XSub => send_upstream(st, msg),
+        SocketType::XSub => send_upstream(core, st, msg),
         SocketType::Pull | SocketType::Sub => Err(broken(
             msg,
             Error::Unsupported(format!("a {} socket cannot send", core.kind)),
@@ -80,11 +80,14 @@ fn load_balance<'a>(
             if st.peers[i].gone {
                 continue;
             }
-            let peer = st.peers[i].peer.clone();
-            match offer(&peer, msg) {
+            // Borrowed, not cloned: two atomic operations fewer per message, and
+            // the lock keeps the slot in place meanwhile.
+            let peer = &st.peers[i].peer;
+            match offer(peer, msg) {
                 Ok(()) => {
+                    let id = peer.id;
                     st.send_cursor = (i + 1) % n;
-                    return Ok((st, peer.id));
+                    return Ok((st, id));
                 }
                 Err(m) => msg = m,
             }
@@ -127,6 +130,7 @@ fn send_request<'a>(
     for slot in &mut st.peers {
         slot.inbound.clear();
     }
+    core.unblock_all(&mut st);
     st.sweep();
     let body = msg.clone();
     let (mut st, peer) =
@@ -197,14 +201,14 @@ fn send_routed<'a>(
 
 /// XSUB: subscription messages update our subscriptions and go to every
 /// publisher; anything else goes to every publisher as it is.
-fn send_upstream(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
+fn send_upstream(core: &Core, mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
     let sub = match msg.frames() {
         [frame] => SubscriptionMessage::parse(frame),
         _ => None,
     };
     match sub {
         Some(sub) => {
-            change_subscription(&mut st, sub);
+            change_subscription(core, &mut st, sub);
         }
         None => distribute(&st, &msg, false),
     }
@@ -213,7 +217,7 @@ fn send_upstream(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), Send
 
 /// SUB and XSUB: counted locally; publishers hear only of a topic's first
 /// subscription and last cancellation, so their counts match ours.
-pub(crate) fn change_subscription(st: &mut State, sub: SubscriptionMessage) {
+pub(crate) fn change_subscription(core: &Core, st: &mut State, sub: SubscriptionMessage) {
     let changed = match &sub {
         SubscriptionMessage::Subscribe(t) => st.subscriptions.add(t),
         SubscriptionMessage::Cancel(t) => st.subscriptions.remove(t),
@@ -231,6 +235,7 @@ pub(crate) fn change_subscription(st: &mut State, sub: SubscriptionMessage) {
             slot.inbound
                 .retain(|m| subs.matches(m.first().map_or(&[][..], |f| &f[..])));
         }
+        core.unblock_all(st);
         st.sweep();
     }
 }
@@ -310,6 +315,7 @@ pub(crate) fn subscribe(core: &Core, topic: &[u8], on: bool) -> Result<(), Error
     let topic = Bytes::copy_from_slice(topic);
     let mut st = core.lock();
     change_subscription(
+        core,
         &mut st,
         if on {
             SubscriptionMessage::Subscribe(topic)
