@@ -5,11 +5,11 @@ use std::fmt;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An implementation under test. Adding one (say, conduit's pattern sockets) means
 /// a variant here and a module with an `open` function, wired in `peer::open`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Impl {
     /// conduit: `Channel` (PAIR) over ipc/tcp, `PipeSender`/`PipeReceiver` over pipes.
@@ -31,7 +31,7 @@ pub enum Impl {
 }
 
 /// How the two processes are connected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// Anonymous OS pipes inherited from the parent (two for a round trip).
@@ -43,7 +43,7 @@ pub enum Transport {
 }
 
 /// What is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Ping-pong round trips (libzmq's local_lat/remote_lat).
@@ -53,7 +53,7 @@ pub enum Mode {
 }
 
 /// Where the two processes run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cores {
     /// Both pinned to one core.
@@ -129,7 +129,7 @@ pub enum Role {
 }
 
 /// One line of the results, as the JSON output holds it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Row {
     #[serde(rename = "impl")]
     pub imp: Impl,

@@ -51,6 +51,10 @@ struct RunArgs {
     /// Write the results as JSON rows to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Measure nothing: print the tables (and draw --plot) of a run recorded
+    /// earlier with --json FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["quick", "json"])]
+    report: Option<PathBuf>,
     /// Draw the results as an SVG chart in FILE.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -156,7 +160,28 @@ fn machine() -> String {
     format!("{cpus} cores, {model}")
 }
 
+/// Prints the tables of `rows` and draws the chart if asked.
+fn print_report(args: &RunArgs, rows: &[case::Row]) -> Result<()> {
+    println!("{}", report::tables(rows));
+    println!("{}", report::target_check(rows));
+    if let Some(path) = &args.plot {
+        let command: Vec<String> = std::env::args().skip(1).collect();
+        let subtitle = format!("{}; conduit-bench {}", machine(), command.join(" "));
+        std::fs::write(path, plot::svg(rows, &subtitle))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
 fn run(args: RunArgs) -> Result<()> {
+    if let Some(path) = &args.report {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let rows: Vec<case::Row> = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON list of rows", path.display()))?;
+        return print_report(&args, &rows);
+    }
     let plan = plan(&args)?;
     eprintln!(
         "{} measurements x {} round(s), {:?} warm-up + {:?} each",
@@ -166,20 +191,12 @@ fn run(args: RunArgs) -> Result<()> {
         plan.timing.measure
     );
     let runner::Outcome { rows, failures } = runner::run(&plan)?;
-    println!("{}", report::tables(&rows));
-    println!("{}", report::target_check(&rows));
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&rows)? + "\n";
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    if let Some(path) = &args.plot {
-        let command: Vec<String> = std::env::args().skip(1).collect();
-        let subtitle = format!("{}; conduit-bench {}", machine(), command.join(" "));
-        std::fs::write(path, plot::svg(&rows, &subtitle))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
-    }
+    print_report(&args, &rows)?;
     // Only a broken measurement fails the run, never a slow one: no time is
     // asserted anywhere.
     if failures > 0 {
