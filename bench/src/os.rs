@@ -28,7 +28,8 @@ pub fn pin_to(cpu: usize) -> io::Result<()> {
 }
 
 /// A pipe, close-on-exec, as (read end, write end). `nonblocking` makes both ends
-/// non-blocking, as conduit's own pipes are; a raw program keeps them blocking.
+/// non-blocking; the runner asks for blocking ends for everyone, as
+/// `conduit::pipe()` makes them and a raw program would.
 pub fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
