@@ -144,11 +144,7 @@ fn read_nowait(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> rustix::io::R
             libc::RWF_NOWAIT,
         )
     };
-    if rc < 0 {
-        Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
-    } else {
-        Ok(rc as usize)
-    }
+    syscall_result(rc)
 }
 
 /// `pwritev2(fd, bufs, -1, RWF_NOWAIT)`: writes what fits, or fails with `EAGAIN`.
@@ -168,6 +164,12 @@ fn write_nowait(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> rustix::io::Result<
             libc::RWF_NOWAIT,
         )
     };
+    syscall_result(rc)
+}
+
+/// A raw system call's return: a byte count, or the error `errno` holds.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn syscall_result(rc: libc::c_long) -> rustix::io::Result<usize> {
     if rc < 0 {
         Err(Errno::from_io_error(&io::Error::last_os_error()).unwrap_or(Errno::IO))
     } else {
