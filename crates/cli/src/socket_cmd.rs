@@ -508,8 +508,9 @@ fn converse(
     let outcome = loop {
         if a.common.count.is_some_and(|n| received >= n) {
             // Messages given on the command line are all sent; standard input
-            // and --repeat 0 would go on for ever, and are cut short.
-            if let Some(s) = sender.take().filter(|_| finite) {
+            // and --repeat 0 would go on for ever, and are cut short (below: the
+            // sender is stopped and joined, so that it lets go of the socket).
+            if let Some(s) = sender.take_if(|_| finite) {
                 let sent = s
                     .join()
                     .map_err(|_| anyhow!("the sending thread panicked"))??;
