@@ -24,7 +24,8 @@ pub enum Impl {
     Libzmq,
     /// conduit's pattern `Socket`: PAIR for latency, PUSH/PULL for throughput
     /// (ipc and tcp). Each peer is a `Channel` read by its own thread, which hands
-    /// messages to the application's thread through a queue.
+    /// messages to the application's thread through a queue, except that an
+    /// application thread waiting in `recv` reads a socket's only peer itself.
     #[value(name = "conduit-socket")]
     #[serde(rename = "conduit-socket")]
     ConduitSocket,

@@ -298,6 +298,10 @@ pub struct Channel {
     handshake: Mutex<HandshakeState>,
     options: Options,
     closed: AtomicBool,
+    /// An ERROR went to the peer. A socket may read a broken stream's end twice
+    /// (its application thread, then the connection thread), and the peer is
+    /// told once.
+    told: AtomicBool,
 }
 
 /// Why an operation could not get past the handshake.
@@ -369,6 +373,7 @@ impl Channel {
             handshake: Mutex::new(HandshakeState::Pending(Box::new(handshake))),
             options,
             closed: AtomicBool::new(false),
+            told: AtomicBool::new(false),
         })
     }
 
@@ -426,6 +431,9 @@ impl Channel {
     /// to report.
     fn tell_peer(&self, error: &conduit_proto::ProtocolError) {
         if let Some(reason) = error.error_reason() {
+            if self.told.swap(true, Ordering::AcqRel) {
+                return;
+            }
             if self.writer.send_command(&Command::Error(reason)).is_ok() {
                 let _ = self.writer.flush(Wait::timeout(Duration::from_millis(100)));
             }
@@ -599,6 +607,18 @@ impl Channel {
     /// When bytes last arrived from the peer.
     pub(crate) fn last_input(&self) -> Instant {
         self.reader.last_input()
+    }
+
+    /// Whether a receive may find something without waiting for input (see
+    /// [`Reader::buffered`]).
+    pub(crate) fn buffered(&self) -> bool {
+        self.reader.buffered()
+    }
+
+    /// The stream's descriptor, to wait for input without holding the reader.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.stream.as_fd()
     }
 
     /// Drops the connection for something the peer did that only the layer

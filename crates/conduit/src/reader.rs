@@ -307,6 +307,16 @@ impl Reader {
         }
     }
 
+    /// Whether a receive may find something without reading the stream: bytes
+    /// are buffered (perhaps a whole message), or its end. Someone else
+    /// receiving counts as yes.
+    pub(crate) fn buffered(&self) -> bool {
+        match self.state.try_lock() {
+            Ok(st) => !st.buf.is_empty() || !st.ready.is_empty() || st.end.is_some(),
+            Err(_) => true,
+        }
+    }
+
     /// When bytes last arrived from the peer.
     pub(crate) fn last_input(&self) -> Instant {
         self.created + Duration::from_nanos(self.last_input.load(Ordering::Relaxed))

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -30,6 +31,46 @@ pub(crate) struct Peer {
     pub(crate) info: PeerInfo,
     /// How a ROUTER addresses it.
     pub(crate) routing_id: Bytes,
+    /// Who reads the channel: its connection thread, or an application thread
+    /// waiting in `recv` (see `links::read_direct`).
+    pub(crate) role: Mutex<ReadRole>,
+    /// Signalled when the role changes hands.
+    pub(crate) role_changed: Condvar,
+    /// Wakes the connection thread from its wait for input, so that it hands
+    /// the role to the application.
+    pub(crate) wake: Waker,
+    /// The TTL of the last PING that an application thread read, for the
+    /// connection thread's heartbeat (0: none since it last looked).
+    pub(crate) ping_ttl: AtomicU16,
+    /// Messages an application thread read but found no room for: the
+    /// connection thread delivers them first, waiting for room as usual.
+    pub(crate) leftover: Mutex<VecDeque<Message>>,
+}
+
+/// Who reads a peer's channel. Only the holder reads, and the connection thread
+/// never blocks inside a read, only in `poll` or on `role_changed`, so the role
+/// can change hands without waiting for the peer to send something.
+#[derive(Debug, Default)]
+pub(crate) struct ReadRole {
+    /// An application thread holds the role. It keeps it between calls to
+    /// `recv` (a ping-pong peer then never involves the connection thread)
+    /// until the connection thread takes it back, which it does only while no
+    /// application thread is in `recv`.
+    pub(crate) app: bool,
+    /// The holding application thread is inside `recv` now.
+    pub(crate) app_in_recv: bool,
+    /// An application thread asked for the role.
+    pub(crate) wanted: bool,
+    /// The connection thread waits for input in `poll`, where `wake` reaches it.
+    pub(crate) conn_polling: bool,
+    /// The connection thread stopped reading for good.
+    pub(crate) conn_done: bool,
+}
+
+impl Peer {
+    pub(crate) fn role(&self) -> MutexGuard<'_, ReadRole> {
+        self.role.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A peer with what the socket keeps for it.
@@ -67,6 +108,8 @@ pub(crate) struct State {
     pub(crate) handshaking: HashMap<u64, Arc<Channel>>,
     pub(crate) threads: Vec<JoinHandle<()>>,
     pub(crate) app_waiting: usize,
+    /// An application thread reads a peer's channel itself (`links::read_direct`).
+    pub(crate) app_reading: bool,
     pub(crate) readers_waiting: usize,
     pub(crate) req: ReqState,
     /// REP: the peer and envelope of the request being answered.
@@ -110,7 +153,7 @@ pub(crate) struct Waker {
 }
 
 impl Waker {
-    fn new() -> std::io::Result<Waker> {
+    pub(crate) fn new() -> std::io::Result<Waker> {
         let (read, write) = rustix::pipe::pipe_with(
             rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
         )?;
@@ -124,6 +167,12 @@ impl Waker {
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.read.as_fd()
     }
+
+    /// Empties the pipe, for a waker that is used more than once.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!(rustix::io::read(&self.read, &mut buf), Ok(n) if n > 0) {}
+    }
 }
 
 #[derive(Debug)]
@@ -136,6 +185,10 @@ pub(crate) struct Core {
     /// Signalled only when the socket starts closing (for sleeping reconnectors).
     pub(crate) closed: Condvar,
     pub(crate) waker: Waker,
+    /// Wakes an application thread that reads a peer's channel itself (and so
+    /// waits in `poll`, not on `app`) when something else changed: another
+    /// peer's messages were queued, a peer joined or left.
+    pub(crate) app_wake: Waker,
 }
 
 /// Why a waiting application call gave up.
@@ -161,6 +214,7 @@ impl Core {
             readers: Condvar::new(),
             closed: Condvar::new(),
             waker: Waker::new()?,
+            app_wake: Waker::new()?,
         }))
     }
 
@@ -177,6 +231,9 @@ impl Core {
     pub(crate) fn notify_app(&self, st: &State) {
         if st.app_waiting > 0 {
             self.app.notify_all();
+        }
+        if st.app_reading {
+            self.app_wake.wake();
         }
     }
 
@@ -279,6 +336,10 @@ impl Core {
                 routing_id = info.identity.clone();
             }
         }
+        let wake = match Waker::new() {
+            Ok(w) => w,
+            Err(e) => return Err((channel, format!("cannot make a pipe: {e}"))),
+        };
         let id = st.next_peer_id;
         st.next_peer_id += 1;
         channel.on_drain(self.drain_notifier());
@@ -287,6 +348,11 @@ impl Core {
             channel,
             info,
             routing_id: routing_id.clone(),
+            role: Mutex::default(),
+            role_changed: Condvar::new(),
+            wake,
+            ping_ttl: AtomicU16::new(0),
+            leftover: Mutex::default(),
         });
         if self.kind == SocketType::Router {
             st.routing.insert(routing_id, id);
@@ -382,16 +448,8 @@ impl Core {
                 break Ok(false);
             };
             st.peers[i].blocked = false;
-            while let Some(msg) = batch.pop_front() {
-                match self.admit(&mut st, i, peer, msg) {
-                    Ok(Admit::Queued) => queued = true,
-                    Ok(Admit::Done) => {}
-                    Ok(Admit::Full(msg)) => {
-                        batch.push_front(msg);
-                        break;
-                    }
-                    Err(e) => break 'deliver Err(e),
-                }
+            if let Err(e) = self.admit_run(&mut st, i, peer, batch, &mut queued) {
+                break 'deliver Err(e);
             }
             if batch.is_empty() {
                 break Ok(true);
@@ -413,6 +471,48 @@ impl Core {
             self.notify_app(&st);
         }
         outcome
+    }
+
+    /// What an application thread read from `peer` itself: admitted as
+    /// [`deliver`](Self::deliver) does, without waiting. False, with the rest
+    /// left in `batch`, if a queue filled up or the peer is out of service.
+    pub(crate) fn admit_direct(&self, peer: &Peer, batch: &mut VecDeque<Message>) -> bool {
+        let mut st = self.lock();
+        let Some(i) = st.slot(peer.id).filter(|&i| !st.peers[i].gone) else {
+            return false;
+        };
+        let mut queued = false;
+        // Only subscriptions (PUB, XPUB) fail, and those sockets are never
+        // read here (see `routing::direct_peer`).
+        let _ = self.admit_run(&mut st, i, peer, batch, &mut queued);
+        // Not `notify_app`: this thread is the one reading.
+        if queued && st.app_waiting > 0 {
+            self.app.notify_all();
+        }
+        batch.is_empty()
+    }
+
+    /// Admits messages from the front of `batch` until one finds no room (it
+    /// stays at the front); sets `queued` if any was queued for the application.
+    fn admit_run(
+        &self,
+        st: &mut State,
+        i: usize,
+        peer: &Peer,
+        batch: &mut VecDeque<Message>,
+        queued: &mut bool,
+    ) -> Result<(), Error> {
+        while let Some(msg) = batch.pop_front() {
+            match self.admit(st, i, peer, msg)? {
+                Admit::Queued => *queued = true,
+                Admit::Done => {}
+                Admit::Full(msg) => {
+                    batch.push_front(msg);
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Takes one message from peer `i` as the socket type does: queues it for

@@ -313,6 +313,12 @@ impl Socket {
             (peers, handshaking)
         };
         core.wake_all();
+        for peer in &peers {
+            // A connection thread that left reading to the application reads
+            // again, to see the end of its channel.
+            peer.role().app = false;
+            peer.role_changed.notify_all();
+        }
         for channel in handshaking {
             channel.abort();
         }
