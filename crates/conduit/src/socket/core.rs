@@ -145,33 +145,35 @@ impl State {
     }
 }
 
-/// Wakes threads blocked in `poll` on a listener when the socket closes.
+/// Wakes threads blocked in `poll`: on a listener when the socket closes, and
+/// a peer's reader when the reading role changes hands. An eventfd, so that it
+/// costs one descriptor, not a pipe's two: a socket has one per peer.
 #[derive(Debug)]
 pub(crate) struct Waker {
-    read: OwnedFd,
-    write: OwnedFd,
+    fd: OwnedFd,
 }
 
 impl Waker {
     pub(crate) fn new() -> std::io::Result<Waker> {
-        let (read, write) = rustix::pipe::pipe_with(
-            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-        )?;
-        Ok(Waker { read, write })
+        use rustix::event::{EventfdFlags, eventfd};
+        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        Ok(Waker { fd })
     }
 
     pub(crate) fn wake(&self) {
-        let _ = rustix::io::write(&self.write, &[1]);
+        // Adds 1 to the counter; it only fails when the counter would overflow,
+        // and then the eventfd is readable anyway.
+        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
     }
 
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.read.as_fd()
+        self.fd.as_fd()
     }
 
-    /// Empties the pipe, for a waker that is used more than once.
+    /// Resets the counter, for a waker that is used more than once.
     pub(crate) fn drain(&self) {
-        let mut buf = [0u8; 64];
-        while matches!(rustix::io::read(&self.read, &mut buf), Ok(n) if n > 0) {}
+        let mut buf = [0u8; 8];
+        let _ = rustix::io::read(&self.fd, &mut buf);
     }
 }
 
