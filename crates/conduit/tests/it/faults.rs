@@ -5,49 +5,24 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use conduit::{ChannelBuilder, RecvTimeoutError, Socket, SocketEvent, SocketType};
+use conduit::{ChannelBuilder, RecvTimeoutError, Socket, SocketType};
 
 use crate::raw_peer::opening;
 use crate::server_child::{Config, Raw, Server, serve_if_child};
-use crate::sockets::{recv_str, socket, wait_peers};
+use crate::sockets::{self, Events, recv_str, socket, wait_event, wait_peers};
 use crate::support::{child_command, child_role};
 
-type Events = Arc<Mutex<Vec<String>>>;
-
+/// A socket of `kind` recording its events, reconnecting quickly.
 fn recording(kind: SocketType) -> (conduit::SocketBuilder, Events) {
-    let events: Events = Arc::default();
-    let sink = events.clone();
-    let builder = Socket::builder(kind)
-        .linger(Duration::from_secs(5))
-        .reconnect(Duration::from_millis(20), Duration::from_millis(200))
-        .on_event(move |e: &SocketEvent| sink.lock().unwrap().push(e.to_string()));
-    (builder, events)
-}
-
-/// Waits for the `nth` (from 1) event containing `needle`.
-fn wait_event(events: &Events, needle: &str, nth: usize) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(e) = events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.contains(needle))
-            .nth(nth - 1)
-        {
-            return e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event #{nth} with {needle:?} in {:#?}",
-            events.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    sockets::recording(
+        Socket::builder(kind)
+            .linger(Duration::from_secs(5))
+            .reconnect(Duration::from_millis(20), Duration::from_millis(200)),
+    )
 }
 
 /// A tcp endpoint on a port that was free a moment ago, or an ipc path in `dir`:

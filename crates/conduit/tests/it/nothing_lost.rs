@@ -2,26 +2,16 @@
 //! than the sender, and not at close. (Channels and pipes: `contract.rs`; the
 //! PUSH/PULL million over tcp: `pattern_pipeline.rs`.)
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use conduit::{RecvTimeoutError, Socket, SocketEvent, SocketType};
+use conduit::{RecvTimeoutError, Socket, SocketType};
 
-use crate::sockets::endpoint;
+use crate::sockets::{self, Events, endpoint};
 use crate::support::{number_of, numbered};
 
-type Events = Arc<Mutex<Vec<String>>>;
-
 fn recording(kind: SocketType, hwm: usize) -> (Socket, Events) {
-    let events: Events = Arc::default();
-    let sink = events.clone();
-    let socket = Socket::builder(kind)
-        .send_hwm(hwm)
-        .recv_hwm(hwm)
-        .on_event(move |e: &SocketEvent| sink.lock().unwrap().push(e.to_string()))
-        .build()
-        .unwrap();
-    (socket, events)
+    let (builder, events) = sockets::recording(Socket::builder(kind).send_hwm(hwm).recv_hwm(hwm));
+    (builder.build().unwrap(), events)
 }
 
 /// The sender's link closed cleanly: a "closed" event and no "dropped" one.

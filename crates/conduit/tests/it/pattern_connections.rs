@@ -2,38 +2,19 @@
 //! many peers and endpoints.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use conduit::{Socket, SocketEvent, SocketType};
+use conduit::{Socket, SocketType};
 
 use crate::raw_peer::{opening, raw_connect, read_greeting_and_ready};
-use crate::sockets::*;
-
-type Events = Arc<Mutex<Vec<String>>>;
+use crate::sockets::{self, *};
 
 fn recording(kind: SocketType) -> (conduit::SocketBuilder, Events) {
-    let events: Events = Arc::default();
-    let sink = events.clone();
-    let builder = Socket::builder(kind)
-        .linger(Duration::from_secs(5))
-        .on_event(move |e: &SocketEvent| sink.lock().unwrap().push(e.to_string()));
-    (builder, events)
+    sockets::recording(Socket::builder(kind).linger(Duration::from_secs(5)))
 }
 
 fn wait_for_event(events: &Events, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(e) = events.lock().unwrap().iter().find(|e| e.contains(needle)) {
-            return e.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event with {needle:?} in {:?}",
-            events.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_event(events, needle, 1)
 }
 
 #[test]
