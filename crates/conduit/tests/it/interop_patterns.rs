@@ -56,6 +56,16 @@ fn run(case: Case) {
     }
 }
 
+/// Ten messages of `prefix` and a number, each echoed back whole.
+fn echoed(socket: &Socket, prefix: &[&str]) {
+    for i in 0..10 {
+        let n = i.to_string();
+        let m = msg(&[prefix, &[n.as_str()]].concat());
+        socket.send(m.clone()).unwrap();
+        assert_eq!(recv(socket), m);
+    }
+}
+
 fn msg(parts: &[&str]) -> Message {
     Message::from_frames(parts.iter().map(|p| p.to_string()))
 }
@@ -156,13 +166,7 @@ fn req_to_pyzmq_rep_and_router() {
             theirs,
             action: &["echo", "10"],
             their_identity: "",
-            script: |s, _| {
-                for i in 0..10 {
-                    let m = msg(&["q", &i.to_string()]);
-                    s.send(m.clone()).unwrap();
-                    assert_eq!(recv(s), m);
-                }
-            },
+            script: |s, _| echoed(s, &["q"]),
         });
     }
 }
@@ -203,21 +207,9 @@ fn dealer_to_pyzmq_rep_dealer_and_router() {
             action: &["echo", "10"],
             their_identity: "",
             script: if delimiter {
-                |s, _| {
-                    for i in 0..10 {
-                        let m = msg(&["", "d", &i.to_string()]);
-                        s.send(m.clone()).unwrap();
-                        assert_eq!(recv(s), m);
-                    }
-                }
+                |s, _| echoed(s, &["", "d"])
             } else {
-                |s, _| {
-                    for i in 0..10 {
-                        let m = msg(&["d", &i.to_string()]);
-                        s.send(m.clone()).unwrap();
-                        assert_eq!(recv(s), m);
-                    }
-                }
+                |s, _| echoed(s, &["d"])
             },
         });
     }
