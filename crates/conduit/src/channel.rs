@@ -1,6 +1,5 @@
 //! `Channel`: a two-way, one-peer, whole-message channel over a stream socket.
 
-use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -142,7 +141,11 @@ impl ChannelBuilder {
     pub fn listen(&self, endpoint: &str) -> Result<Listener, Error> {
         let endpoint: Endpoint = endpoint.parse()?;
         Ok(Listener {
-            listen: Listen::bind(&endpoint, self.options.ipc_mode)?,
+            listen: Listen::bind(
+                &endpoint,
+                self.options.ipc_mode,
+                crate::options::DEFAULT_BACKLOG,
+            )?,
             options: self.options.clone(),
         })
     }
@@ -515,20 +518,6 @@ impl Channel {
         })
     }
 
-    /// As [`recv_hooked`](Self::recv_hooked), but appends the message to `out`
-    /// with the run of messages already read behind it (see
-    /// [`Reader::recv_batch`]).
-    pub(crate) fn recv_batch_hooked(
-        &self,
-        wait: Wait,
-        hook: impl FnMut(&Command) -> Result<(), Error>,
-        out: &mut VecDeque<Message>,
-    ) -> Result<(), RecvFail> {
-        self.hooked(wait, hook, |reader, on_command| {
-            reader.recv_batch(wait, on_command, out)
-        })
-    }
-
     /// Runs `receive` once the handshake is complete, with commands handled as
     /// usual and then shown to `hook`.
     #[inline]
@@ -582,59 +571,9 @@ impl Channel {
         }
     }
 
-    /// Completes the handshake within `timeout` and returns what the peer said.
-    pub(crate) fn complete_handshake(&self, timeout: Duration) -> Result<PeerInfo, Error> {
-        self.ensure_ready(Wait::timeout(timeout))
-            .cloned()
-            .map_err(|f| f.into_error(timeout))
-    }
-
-    /// Queues a command (SUBSCRIBE, CANCEL, PING) after what is already queued.
-    pub(crate) fn send_command(&self, cmd: &Command) -> Result<(), Error> {
-        self.writer.send_command(cmd)
-    }
-
-    /// Queues a message that the high-water mark must not hold back.
-    pub(crate) fn send_unbounded(&self, msg: Message) -> Result<(), Error> {
-        self.writer.send_unbounded(&msg)
-    }
-
-    /// Sets the function called when a full send queue drains or the channel breaks.
-    pub(crate) fn on_drain(&self, notify: Arc<dyn Fn() + Send + Sync>) {
-        self.writer.on_drain(notify);
-    }
-
-    /// When bytes last arrived from the peer.
-    pub(crate) fn last_input(&self) -> Instant {
-        self.reader.last_input()
-    }
-
-    /// Whether a receive may find something without waiting for input (see
-    /// [`Reader::buffered`]).
-    pub(crate) fn buffered(&self) -> bool {
-        self.reader.buffered()
-    }
-
-    /// The stream's descriptor, to wait for input without holding the reader.
-    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.stream.as_fd()
-    }
-
-    /// Drops the connection for something the peer did that only the layer
-    /// above could judge: tells the peer why, as for a protocol error, and
-    /// aborts.
-    pub(crate) fn drop_for(&self, error: &Error) {
-        if let Error::Protocol(p) = error {
-            self.tell_peer(p);
-        }
-        self.abort();
-    }
-
-    /// Shuts the connection down in both directions at once, waking any thread
-    /// blocked on it; nothing queued is delivered after this.
-    pub(crate) fn abort(&self) {
-        self.stream.shutdown_both();
+    /// The receiving and sending halves, for a poller.
+    pub(crate) fn halves(&self) -> (&Reader, &Writer) {
+        (&self.reader, &self.writer)
     }
 
     /// [`close`](Self::close) within `linger`, through a shared reference; later

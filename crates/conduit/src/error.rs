@@ -59,6 +59,10 @@ pub enum Error {
     /// The socket has been closed.
     #[error("socket is closed")]
     SocketClosed,
+    /// `unbind` or `disconnect` named an endpoint the socket is not bound to or
+    /// connected to.
+    #[error("{0} is not an endpoint of this socket")]
+    NotFound(String),
     /// The peer stopped answering heartbeats.
     #[error("peer went silent (heartbeat timed out)")]
     PeerSilent,

@@ -71,9 +71,11 @@
 
 mod channel;
 mod endpoint;
+mod engine;
 mod error;
 mod options;
 mod pipe;
+mod poller;
 pub mod process;
 mod reader;
 mod socket;
@@ -86,9 +88,11 @@ pub use conduit_proto::{
     ProtocolError, SocketType,
 };
 pub use endpoint::Endpoint;
+pub use engine::{io_threads, set_io_threads};
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-pub use options::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
+pub use options::{DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
 pub use pipe::{PipeReceiver, PipeSender, pipe};
+pub use poller::{Interest, Pollable, Poller, Ready};
 pub use socket::{Socket, SocketBuilder, SocketEvent};

@@ -11,6 +11,12 @@ use crate::transport::Wait;
 /// `ZMQ_SNDHWM`).
 pub const DEFAULT_HWM: usize = 1000;
 
+/// Default listen backlog: connections the kernel queues before we accept them
+/// (`ZMQ_BACKLOG`; libzmq's is 100). Large enough that ten thousand peers
+/// connecting at once are not turned away and retried for seconds; the kernel
+/// caps it at `net.core.somaxconn` (4096 on current Linux).
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
 /// Default time a peer has to complete the greeting and READY exchange.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 

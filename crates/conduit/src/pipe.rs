@@ -120,6 +120,10 @@ impl PipeSender {
         self.writer.flush(Wait::Forever)
     }
 
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
     /// Writes whatever is queued and closes the pipe; the reader then sees
     /// [`RecvError::Closed`] after the last message.
     pub fn close(mut self) -> Result<(), Error> {
@@ -168,6 +172,10 @@ impl PipeReceiver {
 
     /// Receives the next message, waiting until one has arrived whole.
     ///
+    pub(crate) fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
     /// [`RecvError::Closed`] means the writer closed after its last message; a
     /// writer that died partway through a message gives [`Error::Truncated`].
     pub fn recv(&self) -> Result<Message, RecvError> {

@@ -6,7 +6,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use conduit_proto::{Command, Decoder, Handshake, Item, Message, PeerInfo};
@@ -176,33 +176,6 @@ impl Reader {
         Ok(msg)
     }
 
-    /// As [`recv`](Self::recv), but appends to `out` the next message and the
-    /// whole one-frame messages right behind it that have already been read
-    /// (those decoded already and at most [`RUN_MAX`] more), without reading
-    /// again.
-    ///
-    /// For the socket layer, whose connection threads hand messages to the
-    /// application through a queue behind a lock: one hand-over per run instead
-    /// of one per message. The messages were in our buffer anyway, so taking
-    /// them out holds no more in memory than before. Counts nothing in
-    /// [`note_received_here`]: the calling thread is not the application's.
-    pub(crate) fn recv_batch(
-        &self,
-        wait: Wait,
-        on_command: impl FnMut(Command) -> Result<(), Error>,
-        out: &mut VecDeque<Message>,
-    ) -> Result<(), RecvFail> {
-        let mut st = self.lock();
-        let st = &mut *st;
-        let msg = self.next(st, wait, on_command)?;
-        out.push_back(msg);
-        out.extend(st.ready.drain(..));
-        if st.end.is_none() {
-            st.decoder.decode_run(&mut st.buf, out, RUN_MAX);
-        }
-        Ok(())
-    }
-
     /// The next whole message, reading as `wait` allows.
     fn next(
         &self,
@@ -317,9 +290,9 @@ impl Reader {
         }
     }
 
-    /// When bytes last arrived from the peer.
-    pub(crate) fn last_input(&self) -> Instant {
-        self.created + Duration::from_nanos(self.last_input.load(Ordering::Relaxed))
+    /// The stream's descriptor, for a poller.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.transport.as_fd()
     }
 
     /// Whether the stream broke (an error, not a clean end).

@@ -22,7 +22,7 @@
 
 use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use conduit_proto::{Command, Message, SendBuffer};
@@ -156,9 +156,6 @@ struct Shared {
     hwm: usize,
     /// A sender writes the queue itself once it holds this many messages.
     batch_msgs: usize,
-    /// Called (without any lock held) when a full queue drains or the stream
-    /// breaks, so that a socket waiting on many peers can retry.
-    on_drain: OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -202,10 +199,6 @@ fn is_wait_error(e: &io::Error) -> bool {
     )
 }
 
-/// Whether the on-drain function must be called once the lock is released.
-#[must_use]
-struct Drained(bool);
-
 impl Writer {
     /// A writer that queues at most `hwm` messages while the peer is not keeping up.
     pub(crate) fn new(transport: Arc<dyn Transport>, hwm: usize) -> Writer {
@@ -234,7 +227,6 @@ impl Writer {
                 received: AtomicBool::new(false),
                 hwm,
                 batch_msgs: BATCH_MSGS.min(hwm),
-                on_drain: OnceLock::new(),
             }),
         }
     }
@@ -247,14 +239,14 @@ impl Writer {
         }
     }
 
-    /// Sets the function called when a full queue drains or the stream breaks.
-    pub(crate) fn on_drain(&self, notify: Arc<dyn Fn() + Send + Sync>) {
-        let _ = self.shared.on_drain.set(notify);
-    }
-
     /// Whether any message has been sent (not counting the greeting or commands).
     pub(crate) fn has_sent(&self) -> bool {
         lock(&self.shared.state).sent_any
+    }
+
+    /// The stream's descriptor, for a poller.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.shared.transport.as_fd()
     }
 
     /// Whether the stream is broken for writing.
@@ -299,10 +291,7 @@ impl Writer {
         }
         let (st, result) = self.send_queued(st, msg, wait, answering);
         drop(st);
-        if let Ok(Drained(true)) | Err((_, Drained(true))) = &result {
-            notify_drain(shared);
-        }
-        result.map(drop).map_err(|(fail, _)| fail)
+        result
     }
 
     /// Writes `msg` from the caller's thread. Holds the lock throughout, so that
@@ -349,20 +338,17 @@ impl Writer {
         msg: Message,
         wait: Wait,
         now: bool,
-    ) -> (MutexGuard<'a, State>, Result<Drained, (SendFail, Drained)>) {
+    ) -> (MutexGuard<'a, State>, Result<(), SendFail>) {
         let shared = &*self.shared;
-        let mut drained = Drained(false);
         while st.pending_msgs >= shared.hwm && st.broken.is_none() {
             if st.can_write() {
                 // Make room ourselves, as far as `wait` allows.
-                let (guard, d) = self.write_batch(st, wait);
-                st = guard;
-                drained.0 |= d.0;
+                st = self.write_batch(st, wait);
                 continue;
             }
             st.was_full = true;
             st = match wait {
-                Wait::Never => return (st, Err((SendFail::WouldBlock(msg), drained))),
+                Wait::Never => return (st, Err(SendFail::WouldBlock(msg))),
                 Wait::Forever => {
                     st.waiters += 1;
                     let mut st = shared.drained.wait(st).unwrap_or_else(|e| e.into_inner());
@@ -372,7 +358,7 @@ impl Writer {
                 Wait::Until(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return (st, Err((SendFail::WouldBlock(msg), drained)));
+                        return (st, Err(SendFail::WouldBlock(msg)));
                     }
                     st.waiters += 1;
                     let mut st = shared
@@ -390,7 +376,7 @@ impl Writer {
                 message: msg,
                 error,
             });
-            return (st, Err((fail, drained)));
+            return (st, Err(fail));
         }
         st.pending.push_message(&msg);
         st.pending_msgs += 1;
@@ -398,16 +384,15 @@ impl Writer {
         if st.can_write() {
             let full = st.pending_msgs >= shared.batch_msgs || st.pending.len() >= BATCH_BYTES;
             if now || full {
-                let (mut st, d) = self.write_batch(st, wait);
-                drained.0 |= d.0;
+                let mut st = self.write_batch(st, wait);
                 if full {
                     st.last_send = Some(Instant::now());
                 }
-                return (st, Ok(drained));
+                return (st, Ok(()));
             }
         }
         self.wake_flusher(&mut st, false);
-        (st, Ok(drained))
+        (st, Ok(()))
     }
 
     /// Writes `pending` from this thread. When the kernel buffer fills, a sender
@@ -419,23 +404,23 @@ impl Writer {
         &'a self,
         mut st: MutexGuard<'a, State>,
         wait: Wait,
-    ) -> (MutexGuard<'a, State>, Drained) {
+    ) -> MutexGuard<'a, State> {
         if wait == Wait::Never {
-            let drained = self.write_now(&mut st);
-            return (st, drained);
+            self.write_now(&mut st);
+            return st;
         }
         debug_assert!(st.can_write());
-        let mut drained = Drained(std::mem::take(&mut st.was_full));
+        st.was_full = false;
         match write_out(&*self.shared.transport, &mut st.pending, Wait::Never) {
             Ok(()) => {
                 st.pending_msgs = 0;
                 st.generation += 1;
-                return (st, drained);
+                return st;
             }
             Err(e) if is_wait_error(&e) => {}
             Err(e) => {
                 self.fail(&mut st, e);
-                return (st, Drained(true));
+                return st;
             }
         }
         // `handoff` is empty (we may write), so its buffer serves as the batch.
@@ -448,9 +433,6 @@ impl Writer {
             self.shared.drained.notify_all();
         }
         drop(st);
-        if std::mem::take(&mut drained.0) {
-            notify_drain(&self.shared);
-        }
         let result = write_out(&*self.shared.transport, &mut batch, wait);
         let mut st = lock(&self.shared.state);
         st.writing = false;
@@ -461,10 +443,7 @@ impl Writer {
                 st.handoff = batch;
                 self.wake_flusher(&mut st, true);
             }
-            Err(e) => {
-                self.fail(&mut st, e);
-                drained.0 = true;
-            }
+            Err(e) => self.fail(&mut st, e),
         }
         if !st.pending.is_empty() || st.closing {
             // Queued meanwhile, or closing: make sure the flusher looks again (it
@@ -474,26 +453,22 @@ impl Writer {
         if st.waiters > 0 {
             self.shared.drained.notify_all();
         }
-        (st, drained)
+        st
     }
 
     /// Writes `pending` from this thread without waiting; what the kernel does
     /// not take is handed to the flusher.
-    fn write_now(&self, st: &mut State) -> Drained {
+    fn write_now(&self, st: &mut State) {
         debug_assert!(st.can_write());
-        let drained = Drained(std::mem::take(&mut st.was_full));
+        st.was_full = false;
         match write_out(&*self.shared.transport, &mut st.pending, Wait::Never) {
             Ok(()) => {
                 st.pending_msgs = 0;
                 st.generation += 1;
             }
             Err(e) if is_wait_error(&e) => self.hand_off(st),
-            Err(e) => {
-                self.fail(st, e);
-                return Drained(true);
-            }
+            Err(e) => self.fail(st, e),
         }
-        drained
     }
 
     /// Gives the rest of `pending` to the flusher, to write as soon as the kernel
@@ -529,27 +504,11 @@ impl Writer {
         Ok(())
     }
 
-    /// Queues a message after what is already queued, not counted against the
-    /// high-water mark (a subscription in ZMTP 3.0 form must not be dropped).
-    pub(crate) fn send_unbounded(&self, msg: &Message) -> Result<(), Error> {
-        let mut st = lock(&self.shared.state);
-        if let Some(error) = st.broken.clone() {
-            return Err(error);
-        }
-        st.pending.push_message(msg);
-        self.write_soon(st);
-        Ok(())
-    }
-
     /// Writes what is queued now if nobody else is writing (else it follows what
     /// is being written).
     fn write_soon(&self, mut st: MutexGuard<'_, State>) {
         if st.can_write() {
-            let drained = self.write_now(&mut st);
-            drop(st);
-            if drained.0 {
-                notify_drain(&self.shared);
-            }
+            self.write_now(&mut st);
         } else {
             self.wake_flusher(&mut st, false);
         }
@@ -615,7 +574,6 @@ impl Writer {
     pub(crate) fn flush(&self, wait: Wait) -> Result<(), Error> {
         let shared = &*self.shared;
         let mut st = lock(&shared.state);
-        let mut drained = Drained(false);
         loop {
             if st.broken.is_some() {
                 break;
@@ -624,9 +582,7 @@ impl Writer {
                 if st.pending.is_empty() {
                     break;
                 }
-                let (guard, d) = self.write_batch(st, wait);
-                st = guard;
-                drained.0 |= d.0;
+                st = self.write_batch(st, wait);
                 continue;
             }
             st = match wait {
@@ -664,9 +620,6 @@ impl Writer {
             Ok(())
         };
         drop(st);
-        if drained.0 {
-            notify_drain(shared);
-        }
         result
     }
 
@@ -759,7 +712,6 @@ fn flusher(shared: Arc<Shared>) {
             st.pending_msgs = 0;
             st.handoff.clear();
         }
-        let mut drained = false;
         if !st.handoff.is_empty() {
             std::mem::swap(&mut st.handoff, &mut batch);
         } else if st.pending.is_empty() {
@@ -779,7 +731,7 @@ fn flusher(shared: Arc<Shared>) {
             std::mem::swap(&mut st.pending, &mut batch);
             st.pending_msgs = 0;
             st.generation += 1;
-            drained = std::mem::take(&mut st.was_full);
+            st.was_full = false;
             tail = TailWatch::new();
         } else {
             st.flusher = Flusher::Watching;
@@ -795,9 +747,6 @@ fn flusher(shared: Arc<Shared>) {
             shared.drained.notify_all();
         }
         drop(st);
-        if drained {
-            notify_drain(&shared);
-        }
         let result = write_out(&*shared.transport, &mut batch, Wait::Forever);
         st = lock(&shared.state);
         st.writing = false;
@@ -807,18 +756,9 @@ fn flusher(shared: Arc<Shared>) {
             st.pending.clear();
             st.pending_msgs = 0;
             st.handoff.clear();
-            drop(st);
-            notify_drain(&shared);
-            st = lock(&shared.state);
         }
         if st.waiters > 0 {
             shared.drained.notify_all();
         }
-    }
-}
-
-fn notify_drain(shared: &Shared) {
-    if let Some(notify) = shared.on_drain.get() {
-        notify();
     }
 }

@@ -1,17 +1,18 @@
-//! The state a socket shares between the application's threads and its
-//! connection threads, and the rules for peers joining, leaving and delivering.
+//! The state a socket shares between the application's threads and its I/O
+//! thread, and the rules for peers joining, leaving and delivering.
 //!
-//! One mutex guards it all. Nothing blocks while holding it: sends under it are
-//! `try_send` (which queues, never waits), and waits release it through one of
-//! two condition variables: `app` for application threads (a message arrived, a
-//! peer joined, a queue drained) and `readers` for connection threads (room in
-//! an inbound queue).
+//! One mutex guards it all (`Core::state`); nothing blocks while holding it.
+//! The I/O thread hands over runs of received messages under it
+//! ([`Core::deliver`]) and never waits for room: when a peer's queue is full it
+//! stops reading that connection until the application makes room, which
+//! sends it a `Resume` task. Application threads wait on one condition
+//! variable, signalled only when someone waits. Lock order: `state`, then a
+//! peer's send queue (`engine::out`), then the I/O thread's inbox.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::AtomicU16;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::JoinHandle;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,58 +20,21 @@ use conduit_proto::{Command, Message, PeerInfo, SocketType, SubscriptionMessage,
 
 use super::events::SocketEvent;
 use super::options::SocketOptions;
-use crate::channel::Channel;
+use crate::engine::out::{PeerOut, Unbounded};
+use crate::engine::{IoHandle, Task};
 use crate::error::Error;
 use crate::transport::Wait;
+use crate::transport::socket::SocketStream;
 
 /// A connected peer in service.
 #[derive(Debug)]
 pub(crate) struct Peer {
     pub(crate) id: u64,
-    pub(crate) channel: Arc<Channel>,
     pub(crate) info: PeerInfo,
     /// How a ROUTER addresses it.
     pub(crate) routing_id: Bytes,
-    /// Who reads the channel: its connection thread, or an application thread
-    /// waiting in `recv` (see `links::read_direct`).
-    pub(crate) role: Mutex<ReadRole>,
-    /// Signalled when the role changes hands.
-    pub(crate) role_changed: Condvar,
-    /// Wakes the connection thread from its wait for input, so that it hands
-    /// the role to the application.
-    pub(crate) wake: Waker,
-    /// The TTL of the last PING that an application thread read, for the
-    /// connection thread's heartbeat (0: none since it last looked).
-    pub(crate) ping_ttl: AtomicU16,
-    /// Messages an application thread read but found no room for: the
-    /// connection thread delivers them first, waiting for room as usual.
-    pub(crate) leftover: Mutex<VecDeque<Message>>,
-}
-
-/// Who reads a peer's channel. Only the holder reads, and the connection thread
-/// never blocks inside a read, only in `poll` or on `role_changed`, so the role
-/// can change hands without waiting for the peer to send something.
-#[derive(Debug, Default)]
-pub(crate) struct ReadRole {
-    /// An application thread holds the role. It keeps it between calls to
-    /// `recv` (a ping-pong peer then never involves the connection thread)
-    /// until the connection thread takes it back, which it does only while no
-    /// application thread is in `recv`.
-    pub(crate) app: bool,
-    /// The holding application thread is inside `recv` now.
-    pub(crate) app_in_recv: bool,
-    /// An application thread asked for the role.
-    pub(crate) wanted: bool,
-    /// The connection thread waits for input in `poll`, where `wake` reaches it.
-    pub(crate) conn_polling: bool,
-    /// The connection thread stopped reading for good.
-    pub(crate) conn_done: bool,
-}
-
-impl Peer {
-    pub(crate) fn role(&self) -> MutexGuard<'_, ReadRole> {
-        self.role.lock().unwrap_or_else(|e| e.into_inner())
-    }
+    /// Its send queue, which the application writes to and its I/O thread drains.
+    pub(crate) out: Arc<PeerOut>,
 }
 
 /// A peer with what the socket keeps for it.
@@ -84,9 +48,11 @@ pub(crate) struct Slot {
     /// The peer has left, and the slot stays only until the application has read
     /// what it sent: a disconnect never throws received messages away.
     pub(crate) gone: bool,
-    /// The peer's connection thread waits for room in `inbound`: the application
-    /// wakes it when it makes some.
+    /// Its I/O thread stopped reading it for want of room in `inbound`: the
+    /// application resumes it when it makes some.
     pub(crate) blocked: bool,
+    /// The peer is in `State::ready` (it has, or had, messages queued).
+    pub(crate) in_ready: bool,
 }
 
 /// REQ: the request whose reply we wait for.
@@ -96,21 +62,29 @@ pub(crate) struct ReqState {
     pub(crate) next_request_id: u32,
 }
 
+/// Where closing stands, as the I/O thread reports it.
+#[derive(Debug, Default)]
+pub(crate) struct Closing {
+    /// The I/O thread has closed every connection and listener.
+    pub(crate) io_done: bool,
+    /// Streams to wait on until the peer has what we sent.
+    pub(crate) lingering: Vec<(Arc<SocketStream>, bool)>,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) peers: Vec<Slot>,
+    /// Peer id to its position in `peers`.
+    index: HashMap<u64, usize>,
+    /// Peers with messages queued, in the order they are read from: fair
+    /// queueing without a look at every peer per message.
+    ready: VecDeque<u64>,
     pub(crate) next_peer_id: u64,
-    /// Round-robin position for sending and fair-queueing position for receiving.
+    /// Round-robin position for sending.
     pub(crate) send_cursor: usize,
-    pub(crate) recv_cursor: usize,
     pub(crate) closing: bool,
-    /// Connections still in their handshake, so that closing can abort them.
-    pub(crate) handshaking: HashMap<u64, Arc<Channel>>,
-    pub(crate) threads: Vec<JoinHandle<()>>,
+    pub(crate) close: Closing,
     pub(crate) app_waiting: usize,
-    /// An application thread reads a peer's channel itself (`links::read_direct`).
-    pub(crate) app_reading: bool,
-    pub(crate) readers_waiting: usize,
     pub(crate) req: ReqState,
     /// REP: the peer and envelope of the request being answered.
     pub(crate) rep: Option<(u64, Vec<Bytes>)>,
@@ -120,77 +94,106 @@ pub(crate) struct State {
     /// what is waiting for the application.
     pub(crate) xpub_topics: Subscriptions,
     pub(crate) xpub_inbound: VecDeque<Message>,
-    /// XPUB: connection threads wait for room in `xpub_inbound`.
+    /// XPUB: the I/O thread stopped reading for want of room in `xpub_inbound`.
     pub(crate) xpub_blocked: bool,
     /// ROUTER: routing id to peer id.
     pub(crate) routing: HashMap<Bytes, u64>,
     pub(crate) next_routing_id: u32,
+    /// Endpoints bound and connected, as `bind` returned them and `connect`
+    /// was given them, for `unbind` and `disconnect`.
+    pub(crate) bound: Vec<String>,
+    pub(crate) connected: Vec<String>,
+    /// Messages queued for the application (all peers, and XPUB's queue).
+    queued: usize,
+    /// Whether the readiness descriptor is signalled.
+    ready_signalled: bool,
+    /// Pollers waiting for this socket to accept a send.
+    pub(crate) send_watchers: usize,
 }
 
 impl State {
     pub(crate) fn slot(&self, peer_id: u64) -> Option<usize> {
-        self.peers.iter().position(|s| s.peer.id == peer_id)
+        self.index.get(&peer_id).copied()
     }
 
-    /// Drops the slots of departed peers with nothing left to read, after a bulk
-    /// change to the queues.
-    pub(crate) fn sweep(&mut self) {
-        self.peers.retain(|s| !(s.gone && s.inbound.is_empty()));
-        if self.recv_cursor >= self.peers.len() {
-            self.recv_cursor = 0;
+    fn push_slot(&mut self, slot: Slot) {
+        self.index.insert(slot.peer.id, self.peers.len());
+        self.peers.push(slot);
+    }
+
+    fn remove_slot(&mut self, i: usize) {
+        let slot = self.peers.swap_remove(i);
+        self.index.remove(&slot.peer.id);
+        if let Some(moved) = self.peers.get(i) {
+            self.index.insert(moved.peer.id, i);
         }
         if self.send_cursor >= self.peers.len() {
             self.send_cursor = 0;
         }
     }
+
+    /// Drops the slots of departed peers with nothing left to read, and
+    /// recounts the queues, after a bulk change to them.
+    pub(crate) fn sweep(&mut self) {
+        let mut i = 0;
+        while i < self.peers.len() {
+            if self.peers[i].gone && self.peers[i].inbound.is_empty() {
+                self.remove_slot(i);
+            } else {
+                i += 1;
+            }
+        }
+        self.queued =
+            self.peers.iter().map(|s| s.inbound.len()).sum::<usize>() + self.xpub_inbound.len();
+    }
+
+    /// Whether anything is queued for the application.
+    pub(crate) fn has_queued(&self) -> bool {
+        self.queued > 0
+    }
 }
 
-/// Wakes threads blocked in `poll`: on a listener when the socket closes, and
-/// a peer's reader when the reading role changes hands. An eventfd, so that it
-/// costs one descriptor, not a pipe's two: a socket has one per peer.
+/// Descriptors that make a socket's state visible to event loops. Made with
+/// the socket, kept up to date only once someone asked for them.
 #[derive(Debug)]
-pub(crate) struct Waker {
-    fd: OwnedFd,
+pub(crate) struct Readiness {
+    /// Readable while a message is queued for the application (or the socket is
+    /// closed): level-triggered.
+    recv: OwnedFd,
+    /// Written when a send may have become possible, while a poller waits for it.
+    send: OwnedFd,
+    /// `recv` was handed out: keep it up to date (a system call per change).
+    used: AtomicBool,
 }
 
-impl Waker {
-    pub(crate) fn new() -> std::io::Result<Waker> {
-        use rustix::event::{EventfdFlags, eventfd};
-        let fd = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
-        Ok(Waker { fd })
-    }
-
-    pub(crate) fn wake(&self) {
-        // Adds 1 to the counter; it only fails when the counter would overflow,
-        // and then the eventfd is readable anyway.
-        let _ = rustix::io::write(&self.fd, &1u64.to_ne_bytes());
-    }
-
-    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    /// Resets the counter, for a waker that is used more than once.
-    pub(crate) fn drain(&self) {
-        let mut buf = [0u8; 8];
-        let _ = rustix::io::read(&self.fd, &mut buf);
-    }
+fn eventfd() -> std::io::Result<OwnedFd> {
+    use rustix::event::{EventfdFlags, eventfd};
+    Ok(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)
 }
+
+fn signal(fd: &OwnedFd) {
+    // Adds 1; it only fails when the counter would overflow, and then it is
+    // readable anyway.
+    let _ = rustix::io::write(fd, &1u64.to_ne_bytes());
+}
+
+fn unsignal(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    let _ = rustix::io::read(fd, &mut buf);
+}
+
+static NEXT_SOCKET_ID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug)]
 pub(crate) struct Core {
+    /// Tells this socket apart in its I/O thread's tables.
+    pub(crate) id: u64,
     pub(crate) kind: SocketType,
     pub(crate) options: SocketOptions,
+    pub(crate) io: Arc<IoHandle>,
     pub(crate) state: Mutex<State>,
     pub(crate) app: Condvar,
-    pub(crate) readers: Condvar,
-    /// Signalled only when the socket starts closing (for sleeping reconnectors).
-    pub(crate) closed: Condvar,
-    pub(crate) waker: Waker,
-    /// Wakes an application thread that reads a peer's channel itself (and so
-    /// waits in `poll`, not on `app`) when something else changed: another
-    /// peer's messages were queued, a peer joined or left.
-    pub(crate) app_wake: Waker,
+    pub(crate) readiness: Readiness,
 }
 
 /// Why a waiting application call gave up.
@@ -202,21 +205,27 @@ pub(crate) enum Gave {
 }
 
 impl Core {
-    pub(crate) fn new(kind: SocketType, options: SocketOptions) -> std::io::Result<Arc<Core>> {
+    pub(crate) fn new(kind: SocketType, options: SocketOptions) -> Result<Arc<Core>, Error> {
+        let io = crate::engine::assign()?;
         let state = State {
             // libzmq starts generated routing ids at a random number.
             next_routing_id: random_u32(),
             ..State::default()
         };
         Ok(Arc::new(Core {
+            id: NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed),
             kind,
             options,
+            io,
             state: Mutex::new(state),
             app: Condvar::new(),
-            readers: Condvar::new(),
-            closed: Condvar::new(),
-            waker: Waker::new()?,
-            app_wake: Waker::new()?,
+            readiness: Readiness {
+                recv: eventfd()
+                    .map_err(|e| Error::io("cannot make the readiness descriptor", e))?,
+                send: eventfd()
+                    .map_err(|e| Error::io("cannot make the readiness descriptor", e))?,
+                used: AtomicBool::new(false),
+            },
         }))
     }
 
@@ -230,19 +239,53 @@ impl Core {
         }
     }
 
-    pub(crate) fn notify_app(&self, st: &State) {
+    /// Wakes application threads waiting for a change, and brings the
+    /// readiness descriptors up to date.
+    pub(crate) fn notify_app(&self, st: &mut State) {
         if st.app_waiting > 0 {
             self.app.notify_all();
         }
-        if st.app_reading {
-            self.app_wake.wake();
+        self.update_readiness(st);
+        if st.send_watchers > 0 {
+            signal(&self.readiness.send);
         }
     }
 
-    fn notify_readers(&self, st: &State) {
-        if st.readers_waiting > 0 {
-            self.readers.notify_all();
+    /// Keeps the receive readiness descriptor readable exactly while something
+    /// is queued for the application or the socket is closed. Costs nothing
+    /// until the descriptor is asked for.
+    pub(crate) fn update_readiness(&self, st: &mut State) {
+        if !self.readiness.used.load(Ordering::Relaxed) {
+            return;
         }
+        let want = st.has_queued() || st.closing;
+        if want != st.ready_signalled {
+            st.ready_signalled = want;
+            if want {
+                signal(&self.readiness.recv)
+            } else {
+                unsignal(&self.readiness.recv)
+            }
+        }
+    }
+
+    /// The receive readiness descriptor, kept up to date from now on.
+    pub(crate) fn recv_fd(&self) -> BorrowedFd<'_> {
+        if !self.readiness.used.swap(true, Ordering::Relaxed) {
+            let mut st = self.lock();
+            self.update_readiness(&mut st);
+        }
+        self.readiness.recv.as_fd()
+    }
+
+    /// The descriptor a poller waits on for a send to become possible.
+    pub(crate) fn send_fd(&self) -> BorrowedFd<'_> {
+        self.readiness.send.as_fd()
+    }
+
+    /// Resets the send readiness descriptor before a poller looks at the state.
+    pub(crate) fn clear_send_fd(&self) {
+        unsignal(&self.readiness.send);
     }
 
     /// Waits for a change an application thread cares about, within `wait`.
@@ -280,39 +323,30 @@ impl Core {
         Ok(st)
     }
 
-    /// A notifier for a peer's send queue draining: wakes application threads
-    /// waiting for room.
-    fn drain_notifier(self: &Arc<Core>) -> Arc<dyn Fn() + Send + Sync> {
-        let core: Weak<Core> = Arc::downgrade(self);
-        Arc::new(move || {
-            let Some(core) = core.upgrade() else { return };
-            if SENDING_UNDER_LOCK.get() {
-                // Called from a send made under the lock (see `under_lock`):
-                // taking it again would deadlock, and holding it, we know no
-                // waiter is between checking for room and waiting.
-                core.app.notify_all();
-            } else {
-                let st = core.lock();
-                core.notify_app(&st);
-            }
-        })
+    /// A full send queue has room again (the I/O thread wrote it): senders
+    /// waiting for room look again.
+    pub(crate) fn room_freed(&self) {
+        let mut st = self.lock();
+        self.notify_app(&mut st);
     }
 
-    /// Puts a peer that completed its handshake in service, or says why not.
-    pub(crate) fn add_peer(
-        self: &Arc<Core>,
-        channel: Arc<Channel>,
-        info: PeerInfo,
-    ) -> Result<Arc<Peer>, (Arc<Channel>, String)> {
+    /// The I/O thread closed everything of this socket's.
+    pub(crate) fn io_closed(&self, lingering: Vec<(Arc<SocketStream>, bool)>) {
+        let mut st = self.lock();
+        st.close.io_done = true;
+        st.close.lingering = lingering;
+        self.app.notify_all();
+    }
+
+    /// Puts a peer that completed its handshake in service (returning its id),
+    /// or says why not.
+    pub(crate) fn add_peer(&self, info: PeerInfo, out: Arc<PeerOut>) -> Result<u64, String> {
         let mut st = self.lock();
         if st.closing {
-            return Err((channel, "the socket is closing".into()));
+            return Err("the socket is closing".into());
         }
         if self.kind == SocketType::Pair && Core::live_peers(&st).next().is_some() {
-            return Err((
-                channel,
-                "a PAIR socket talks to one peer, and has one".into(),
-            ));
+            return Err("a PAIR socket talks to one peer, and has one".into());
         }
         let mut routing_id = Bytes::new();
         if self.kind == SocketType::Router {
@@ -320,41 +354,29 @@ impl Core {
                 routing_id = generate_routing_id(&mut st);
             } else if let Some(&holder) = st.routing.get(&info.identity) {
                 if !self.options.router_handover {
-                    return Err((
-                        channel,
-                        format!(
-                            "identity {:?} is already in use",
-                            String::from_utf8_lossy(&info.identity)
-                        ),
+                    return Err(format!(
+                        "identity {:?} is already in use",
+                        String::from_utf8_lossy(&info.identity)
                     ));
                 }
                 // ROUTER_HANDOVER: the newcomer takes the identity over.
                 st.routing.remove(&info.identity);
                 if let Some(i) = st.slot(holder) {
-                    st.peers[i].peer.channel.abort();
+                    let conn = st.peers[i].peer.out.conn();
+                    self.io.submit(Task::Kick(conn, Error::Disconnected));
                 }
                 routing_id = info.identity.clone();
             } else {
                 routing_id = info.identity.clone();
             }
         }
-        let wake = match Waker::new() {
-            Ok(w) => w,
-            Err(e) => return Err((channel, format!("cannot make a pipe: {e}"))),
-        };
         let id = st.next_peer_id;
         st.next_peer_id += 1;
-        channel.on_drain(self.drain_notifier());
         let peer = Arc::new(Peer {
             id,
-            channel,
             info,
             routing_id: routing_id.clone(),
-            role: Mutex::default(),
-            role_changed: Condvar::new(),
-            wake,
-            ping_ttl: AtomicU16::new(0),
-            leftover: Mutex::default(),
+            out,
         });
         if self.kind == SocketType::Router {
             st.routing.insert(routing_id, id);
@@ -364,15 +386,16 @@ impl Core {
                 send_subscription(&peer, SubscriptionMessage::Subscribe(topic));
             }
         }
-        st.peers.push(Slot {
-            peer: peer.clone(),
+        st.push_slot(Slot {
+            peer,
             inbound: VecDeque::new(),
             subscriptions: Subscriptions::new(),
             gone: false,
             blocked: false,
+            in_ready: false,
         });
-        self.notify_app(&st);
-        Ok(peer)
+        self.notify_app(&mut st);
+        Ok(id)
     }
 
     /// Takes a peer out of service. What it sent and the application has not read
@@ -395,27 +418,15 @@ impl Core {
                 if st.xpub_topics.remove(&topic) || self.options.xpub_verbose {
                     let cancel = SubscriptionMessage::Cancel(topic).to_frame();
                     st.xpub_inbound.push_back(Message::from(cancel));
+                    st.queued += 1;
                 }
             }
         }
         st.peers[i].subscriptions = Subscriptions::new();
-        self.drop_slot_if_drained(&mut st, i);
-        self.notify_app(&st);
-        self.notify_readers(&st);
-    }
-
-    /// Removes slot `i` if its peer is gone and nothing of it is left to read.
-    fn drop_slot_if_drained(&self, st: &mut State, i: usize) {
-        if !(st.peers[i].gone && st.peers[i].inbound.is_empty()) {
-            return;
+        if st.peers[i].inbound.is_empty() {
+            st.remove_slot(i);
         }
-        st.peers.remove(i);
-        if st.recv_cursor > i {
-            st.recv_cursor -= 1;
-        }
-        if st.send_cursor > i {
-            st.send_cursor -= 1;
-        }
+        self.notify_app(&mut st);
     }
 
     /// Peers in service (not counting departed ones whose messages are still
@@ -424,103 +435,61 @@ impl Core {
         st.peers.iter().filter(|s| !s.gone)
     }
 
-    /// A peer's connection thread hands over the messages it received, taking
-    /// them in order from the front of `batch`.
+    /// The I/O thread hands over messages it received from a peer, taking them
+    /// in order from the front of `batch`.
     ///
-    /// One lock and at most one wake-up of the application for the whole batch
-    /// rather than per message: with a lock and a condition variable per message
-    /// the two threads hand the lock back and forth (a context switch each time
-    /// when they share a core), which capped a PULL at a quarter of what the
-    /// peer's channel alone reaches. Waits while the peer's inbound queue is full,
-    /// so the RCVHWM holds as before; returns false, leaving the rest in `batch`,
-    /// if the socket is closing or the peer is out of service, and an error if
-    /// the peer must be dropped.
+    /// One lock and at most one wake-up of the application for the whole run
+    /// rather than per message. Never waits: returns false, leaving the rest in
+    /// `batch`, when the peer's queue is full (the I/O thread then stops reading
+    /// it until the application makes room) and true when all was taken (or
+    /// dropped: the peer is out of service, or the socket closing). An error
+    /// drops the peer.
     pub(crate) fn deliver(
         &self,
-        peer: &Peer,
+        peer_id: u64,
         batch: &mut VecDeque<Message>,
     ) -> Result<bool, Error> {
         let mut st = self.lock();
-        let mut queued = false;
-        let outcome = 'deliver: loop {
-            if st.closing {
-                break Ok(false);
-            }
-            let Some(i) = st.slot(peer.id).filter(|&i| !st.peers[i].gone) else {
-                break Ok(false);
-            };
-            st.peers[i].blocked = false;
-            if let Err(e) = self.admit_run(&mut st, i, peer, batch, &mut queued) {
-                break 'deliver Err(e);
-            }
-            if batch.is_empty() {
-                break Ok(true);
-            }
-            // Full: stop reading from this peer, so the transport pushes back on
-            // it, until the application has made room.
-            if std::mem::take(&mut queued) {
-                self.notify_app(&st);
-            }
-            match self.kind {
-                SocketType::XPub => st.xpub_blocked = true,
-                _ => st.peers[i].blocked = true,
-            }
-            st.readers_waiting += 1;
-            st = self.readers.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.readers_waiting -= 1;
-        };
-        if queued {
-            self.notify_app(&st);
+        if st.closing {
+            batch.clear();
+            return Ok(true);
         }
-        outcome
-    }
-
-    /// What an application thread read from `peer` itself: admitted as
-    /// [`deliver`](Self::deliver) does, without waiting. False, with the rest
-    /// left in `batch`, if a queue filled up or the peer is out of service.
-    pub(crate) fn admit_direct(&self, peer: &Peer, batch: &mut VecDeque<Message>) -> bool {
-        let mut st = self.lock();
-        let Some(i) = st.slot(peer.id).filter(|&i| !st.peers[i].gone) else {
-            return false;
+        let Some(i) = st.slot(peer_id).filter(|&i| !st.peers[i].gone) else {
+            batch.clear();
+            return Ok(true);
         };
         let mut queued = false;
-        // Only subscriptions (PUB, XPUB) fail, and those sockets are never
-        // read here (see `routing::direct_peer`).
-        let _ = self.admit_run(&mut st, i, peer, batch, &mut queued);
-        // Not `notify_app`: this thread is the one reading.
-        if queued && st.app_waiting > 0 {
-            self.app.notify_all();
-        }
-        batch.is_empty()
-    }
-
-    /// Admits messages from the front of `batch` until one finds no room (it
-    /// stays at the front); sets `queued` if any was queued for the application.
-    fn admit_run(
-        &self,
-        st: &mut State,
-        i: usize,
-        peer: &Peer,
-        batch: &mut VecDeque<Message>,
-        queued: &mut bool,
-    ) -> Result<(), Error> {
+        let mut result = Ok(true);
         while let Some(msg) = batch.pop_front() {
-            match self.admit(st, i, peer, msg)? {
-                Admit::Queued => *queued = true,
-                Admit::Done => {}
-                Admit::Full(msg) => {
+            match self.admit(&mut st, i, msg) {
+                Ok(Admit::Queued) => queued = true,
+                Ok(Admit::Done) => {}
+                Ok(Admit::Full(msg)) => {
                     batch.push_front(msg);
+                    match self.kind {
+                        SocketType::XPub => st.xpub_blocked = true,
+                        _ => st.peers[i].blocked = true,
+                    }
+                    result = Ok(false);
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
                     break;
                 }
             }
         }
-        Ok(())
+        if queued {
+            self.notify_app(&mut st);
+        }
+        result
     }
 
     /// Takes one message from peer `i` as the socket type does: queues it for
     /// the application, uses it (a subscription), drops it, or hands it back
     /// because the queue is full; an error drops the peer.
-    fn admit(&self, st: &mut State, i: usize, peer: &Peer, msg: Message) -> Result<Admit, Error> {
+    fn admit(&self, st: &mut State, i: usize, msg: Message) -> Result<Admit, Error> {
+        let peer_id = st.peers[i].peer.id;
         match self.kind {
             SocketType::Pub | SocketType::XPub => {
                 // Subscribers send subscriptions as messages in ZMTP 3.0 form.
@@ -548,54 +517,24 @@ impl Core {
                 }
             }
             // Only the peer a REQ asked may answer, and only while it waits.
-            SocketType::Req if st.req.expecting.map(|(p, _)| p) != Some(peer.id) => {
+            SocketType::Req if st.req.expecting.map(|(p, _)| p) != Some(peer_id) => {
                 return Ok(Admit::Done);
             }
             _ => {}
         }
-        let queue = match self.kind {
-            SocketType::XPub => &mut st.xpub_inbound,
-            _ => &mut st.peers[i].inbound,
-        };
-        if queue.len() >= self.options.rcvhwm {
+        if self.kind == SocketType::XPub {
+            if st.xpub_inbound.len() >= self.options.rcvhwm {
+                return Ok(Admit::Full(msg));
+            }
+            st.xpub_inbound.push_back(msg);
+            st.queued += 1;
+            return Ok(Admit::Queued);
+        }
+        if st.peers[i].inbound.len() >= self.options.rcvhwm {
             return Ok(Admit::Full(msg));
         }
-        queue.push_back(msg);
+        Core::enqueue(st, i, msg);
         Ok(Admit::Queued)
-    }
-
-    /// A command that arrived from a peer (PING and ERROR are the channel's).
-    /// An error drops the peer.
-    pub(crate) fn on_command(&self, peer: &Peer, cmd: &Command) -> Result<(), Error> {
-        if !matches!(self.kind, SocketType::Pub | SocketType::XPub) {
-            return Ok(());
-        }
-        let sub = match cmd {
-            Command::Subscribe(t) => SubscriptionMessage::Subscribe(t.clone()),
-            Command::Cancel(t) => SubscriptionMessage::Cancel(t.clone()),
-            _ => return Ok(()),
-        };
-        let mut st = self.lock();
-        // An XPUB hands subscriptions to the application: while its queue is at
-        // the high-water mark, stop reading from this peer, as for a message.
-        // Otherwise a peer subscribing and cancelling without end, to an
-        // application not reading, would fill our memory.
-        while self.xpub_full(&st) && !st.closing {
-            if st.slot(peer.id).is_none_or(|i| st.peers[i].gone) {
-                return Ok(());
-            }
-            st.xpub_blocked = true;
-            st.readers_waiting += 1;
-            st = self.readers.wait(st).unwrap_or_else(|e| e.into_inner());
-            st.readers_waiting -= 1;
-        }
-        if st.closing {
-            return Ok(());
-        }
-        match st.slot(peer.id) {
-            Some(i) => self.on_subscription(&mut st, i, sub),
-            None => Ok(()),
-        }
     }
 
     /// XPUB: whether the queue for the application is at the high-water mark.
@@ -634,47 +573,63 @@ impl Core {
             // picture: the connection threads wait for room before coming here
             // (a peer leaving may still add its cancellations past the mark).
             st.xpub_inbound.push_back(Message::from(sub.to_frame()));
+            st.queued += 1;
             self.notify_app(st);
         }
         Ok(())
     }
 
-    /// Takes the next message fairly from the peers' queues: round the peers,
-    /// one message from each that has one.
-    pub(crate) fn fair_pop(&self, st: &mut State) -> Option<(u64, Message)> {
-        let n = st.peers.len();
-        for k in 0..n {
-            let i = (st.recv_cursor + k) % n;
-            if let Some(msg) = st.peers[i].inbound.pop_front() {
-                let peer_id = st.peers[i].peer.id;
-                st.recv_cursor = (i + 1) % n;
-                self.unblock(st, i);
-                self.drop_slot_if_drained(st, i);
-                return Some((peer_id, msg));
-            }
+    /// Queues `msg` from slot `i` for the application.
+    fn enqueue(st: &mut State, i: usize, msg: Message) {
+        let slot = &mut st.peers[i];
+        slot.inbound.push_back(msg);
+        if !slot.in_ready {
+            slot.in_ready = true;
+            let id = slot.peer.id;
+            st.ready.push_back(id);
         }
-        None
+        st.queued += 1;
+    }
+
+    /// Takes the next message fairly from the peers' queues: round the peers
+    /// with messages, one message from each in turn.
+    pub(crate) fn fair_pop(&self, st: &mut State) -> Option<(u64, Message)> {
+        self.fair_pop_routed(st).map(|(p, m, _)| (p, m))
     }
 
     /// [`fair_pop`](Self::fair_pop), with the routing id of the peer it came from.
     pub(crate) fn fair_pop_routed(&self, st: &mut State) -> Option<(u64, Message, Bytes)> {
-        let n = st.peers.len();
-        let i = (0..n)
-            .map(|k| (st.recv_cursor + k) % n)
-            .find(|&i| !st.peers[i].inbound.is_empty())?;
-        let routing_id = st.peers[i].peer.routing_id.clone();
-        let (peer, msg) = self.fair_pop(st)?;
-        Some((peer, msg, routing_id))
+        while let Some(peer_id) = st.ready.pop_front() {
+            let Some(i) = st.slot(peer_id) else {
+                continue; // gone meanwhile
+            };
+            let Some(msg) = st.peers[i].inbound.pop_front() else {
+                st.peers[i].in_ready = false; // emptied in bulk meanwhile
+                continue;
+            };
+            st.queued -= 1;
+            let routing_id = st.peers[i].peer.routing_id.clone();
+            if st.peers[i].inbound.is_empty() {
+                st.peers[i].in_ready = false;
+            } else {
+                st.ready.push_back(peer_id);
+            }
+            self.after_pop(st, i);
+            return Some((peer_id, msg, routing_id));
+        }
+        None
     }
 
     /// XPUB: takes the next subscription or message for the application, and
-    /// wakes the connection threads waiting for room in the queue.
+    /// resumes reading if the I/O thread had stopped for want of room.
     pub(crate) fn pop_xpub(&self, st: &mut State) -> Option<Message> {
         let msg = st.xpub_inbound.pop_front()?;
+        st.queued -= 1;
         if st.xpub_blocked && st.xpub_inbound.len() < self.options.rcvhwm {
             st.xpub_blocked = false;
-            self.notify_readers(st);
+            self.io.submit(Task::ResumeAll(self.id));
         }
+        self.update_readiness(st);
         Some(msg)
     }
 
@@ -682,25 +637,32 @@ impl Core {
     pub(crate) fn pop_from(&self, st: &mut State, peer_id: u64) -> Option<Message> {
         let i = st.slot(peer_id)?;
         let msg = st.peers[i].inbound.pop_front()?;
-        self.unblock(st, i);
-        self.drop_slot_if_drained(st, i);
+        st.queued -= 1;
+        self.after_pop(st, i);
         Some(msg)
     }
 
-    /// Wakes peer `i`'s connection thread if it waits for room and there is some.
+    /// After a message was taken from slot `i`: resume its reading, drop the
+    /// slot once its departed peer is read out, update readiness.
+    fn after_pop(&self, st: &mut State, i: usize) {
+        self.unblock(st, i);
+        if st.peers[i].gone && st.peers[i].inbound.is_empty() {
+            st.remove_slot(i);
+        }
+        self.update_readiness(st);
+    }
+
+    /// Resumes reading peer `i` if its I/O thread stopped for want of room and
+    /// there is some.
     ///
-    /// Once per wait, not per message taken: the flag is cleared here and set
-    /// again only when the thread finds the queue full again. It is woken at the
-    /// first free place rather than at a low-water mark (as libzmq does): it
-    /// holds a batch ready, and a queue of a thousand 64-byte messages lasts only
-    /// some tens of microseconds at full speed, about what waking a thread takes,
-    /// so waiting for half of it to drain starved the application (7.7 against
-    /// 10-12 M/s, PUSH to PULL over ipc on separate cores).
+    /// At the first free place rather than at a low-water mark (as libzmq
+    /// does): the I/O thread holds a run ready, and a queue of a thousand
+    /// small messages lasts only some tens of microseconds at full speed.
     fn unblock(&self, st: &mut State, i: usize) {
         let slot = &mut st.peers[i];
         if slot.blocked && slot.inbound.len() < self.options.rcvhwm {
             slot.blocked = false;
-            self.notify_readers(st);
+            self.io.submit(Task::Resume(slot.peer.out.conn()));
         }
     }
 
@@ -710,14 +672,6 @@ impl Core {
         for i in 0..st.peers.len() {
             self.unblock(st, i);
         }
-    }
-
-    /// Wakes everything so that it notices the socket is closing.
-    pub(crate) fn wake_all(&self) {
-        self.app.notify_all();
-        self.readers.notify_all();
-        self.closed.notify_all();
-        self.waker.wake();
     }
 }
 
@@ -731,40 +685,19 @@ enum Admit {
     Full(Message),
 }
 
-thread_local! {
-    /// Whether this thread is sending to a peer while holding its socket's lock.
-    static SENDING_UNDER_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `send`, a send to a peer of a socket whose lock this thread holds. A
-/// send that drains a queue once full, or finds the stream broken, calls the
-/// socket's drain notifier from this thread, which must then not take the lock
-/// (a PUB publishing to subscribers that stalled and left deadlocked so).
-pub(crate) fn under_lock<R>(send: impl FnOnce() -> R) -> R {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            SENDING_UNDER_LOCK.set(self.0);
-        }
-    }
-    let _reset = Reset(SENDING_UNDER_LOCK.replace(true));
-    send()
-}
-
 /// Sends a subscription change to a publisher, as a command to a ZMTP 3.1 peer
 /// and as a message to a 3.0 one. Subscriptions bypass the high-water mark.
-/// Called with the socket's lock held.
 pub(crate) fn send_subscription(peer: &Peer, sub: SubscriptionMessage) {
-    let _ = under_lock(|| {
-        if peer.info.greeting.is_3_1() {
-            peer.channel.send_command(&match sub {
-                SubscriptionMessage::Subscribe(t) => Command::Subscribe(t),
-                SubscriptionMessage::Cancel(t) => Command::Cancel(t),
-            })
-        } else {
-            peer.channel.send_unbounded(Message::from(sub.to_frame()))
-        }
-    });
+    if peer.info.greeting.is_3_1() {
+        let cmd = match sub {
+            SubscriptionMessage::Subscribe(t) => Command::Subscribe(t),
+            SubscriptionMessage::Cancel(t) => Command::Cancel(t),
+        };
+        peer.out.push_unbounded(Unbounded::Command(&cmd));
+    } else {
+        peer.out
+            .push_unbounded(Unbounded::Message(&Message::from(sub.to_frame())));
+    }
 }
 
 /// libzmq's form of a generated routing id: a zero byte, then a 32-bit counter.
@@ -786,116 +719,4 @@ fn random_u32() -> u32 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id().into());
     h.finish() as u32
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A PULL core with `rcvhwm`, and a peer in service on it (the other end of
-    /// the channel is returned to keep it open).
-    fn pull_with_peer(core: &Arc<Core>) -> (Arc<Peer>, Channel) {
-        let (ours, theirs) = Channel::pair().unwrap();
-        let info = ours.peer().unwrap().clone();
-        let peer = core.add_peer(Arc::new(ours), info).unwrap();
-        (peer, theirs)
-    }
-
-    fn pull(rcvhwm: usize) -> Arc<Core> {
-        let mut options = SocketOptions::new(SocketType::Pull);
-        options.rcvhwm = rcvhwm;
-        Core::new(SocketType::Pull, options).unwrap()
-    }
-
-    fn numbered(range: std::ops::Range<u32>) -> VecDeque<Message> {
-        range.map(|i| Message::from(i.to_string())).collect()
-    }
-
-    fn text(msg: &Message) -> String {
-        String::from_utf8(msg.concat().to_vec()).unwrap()
-    }
-
-    /// Delivers `batch` from `peer` on a thread of its own, as its connection
-    /// thread would; the thread returns whether the peer stayed in service and
-    /// how many messages were left undelivered.
-    fn deliver_on_thread(
-        core: &Arc<Core>,
-        peer: &Arc<Peer>,
-        mut batch: VecDeque<Message>,
-    ) -> std::thread::JoinHandle<(bool, usize)> {
-        let (core, peer) = (core.clone(), peer.clone());
-        std::thread::spawn(move || {
-            let in_service = core.deliver(&peer, &mut batch).unwrap();
-            (in_service, batch.len())
-        })
-    }
-
-    /// Waits (without a time limit: the test harness has one) until `f` holds.
-    fn until(core: &Core, f: impl Fn(&State) -> bool) {
-        while !f(&core.lock()) {
-            std::thread::yield_now();
-        }
-    }
-
-    #[test]
-    fn a_batch_fills_the_queue_to_the_high_water_mark_and_waits_for_room() {
-        let core = pull(4);
-        let (peer, _theirs) = pull_with_peer(&core);
-        let reader = deliver_on_thread(&core, &peer, numbered(0..10));
-        // The connection thread stops at the high-water mark with the rest held.
-        until(&core, |st| st.readers_waiting == 1);
-        assert_eq!(core.lock().peers[0].inbound.len(), 4);
-        // Taking one makes room and wakes the connection thread, once.
-        let mut got = Vec::new();
-        {
-            let mut st = core.lock();
-            assert!(st.peers[0].blocked);
-            got.push(core.fair_pop(&mut st).unwrap().1);
-            assert!(!st.peers[0].blocked, "woken when there is room");
-        }
-        loop {
-            let mut st = core.lock();
-            assert!(st.peers[0].inbound.len() <= 4);
-            if let Some((_, m)) = core.fair_pop(&mut st) {
-                got.push(m);
-            } else if got.len() == 10 {
-                break;
-            }
-        }
-        assert_eq!(reader.join().unwrap(), (true, 0));
-        let got: Vec<String> = got.iter().map(text).collect();
-        let want: Vec<String> = (0..10).map(|i| i.to_string()).collect();
-        assert_eq!(got, want, "all of it, in order");
-    }
-
-    #[test]
-    fn batches_from_several_peers_are_still_read_one_per_peer_in_turn() {
-        let core = pull(1000);
-        let (a, _ta) = pull_with_peer(&core);
-        let (b, _tb) = pull_with_peer(&core);
-        let mut batch = numbered(0..5);
-        assert!(core.deliver(&a, &mut batch).unwrap());
-        let mut batch: VecDeque<Message> = (0..5).map(|i| Message::from(format!("b{i}"))).collect();
-        assert!(core.deliver(&b, &mut batch).unwrap());
-        let mut st = core.lock();
-        let got: Vec<String> = std::iter::from_fn(|| core.fair_pop(&mut st))
-            .map(|(_, m)| text(&m))
-            .collect();
-        assert_eq!(
-            got,
-            ["0", "b0", "1", "b1", "2", "b2", "3", "b3", "4", "b4"],
-            "fair queueing takes one message per peer in turn"
-        );
-    }
-
-    #[test]
-    fn a_closing_socket_stops_a_waiting_delivery() {
-        let core = pull(2);
-        let (peer, _theirs) = pull_with_peer(&core);
-        let reader = deliver_on_thread(&core, &peer, numbered(0..5));
-        until(&core, |st| st.readers_waiting == 1);
-        core.lock().closing = true;
-        core.wake_all();
-        assert_eq!(reader.join().unwrap(), (false, 3));
-    }
 }

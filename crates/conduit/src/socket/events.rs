@@ -56,6 +56,15 @@ pub enum SocketEvent {
         /// None if it closed cleanly.
         error: Option<Error>,
     },
+    /// A listening endpoint could not accept a connection. Out of descriptors,
+    /// it says so once, keeps serving the peers it has, and accepts again when
+    /// descriptors free up.
+    AcceptFailed {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        error: Error,
+    },
     /// A connect failed or a connection ended; trying again after `delay`.
     Retrying {
         /// The endpoint.
@@ -101,6 +110,9 @@ impl fmt::Display for SocketEvent {
                 write!(f, "handshake with {link} failed: {}", chain(error))
             }
             SocketEvent::Rejected { link, reason } => write!(f, "rejected {link}: {reason}"),
+            SocketEvent::AcceptFailed { endpoint, error } => {
+                write!(f, "cannot accept on {endpoint}: {}", chain(error))
+            }
             SocketEvent::Disconnected { link, error: None } => write!(f, "closed {link}"),
             SocketEvent::Disconnected {
                 link,

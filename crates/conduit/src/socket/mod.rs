@@ -1,13 +1,13 @@
 //! ZeroMQ socket patterns: many peers, reconnection, high-water marks.
 
-mod core;
-mod events;
-mod links;
+pub(crate) mod core;
+pub(crate) mod events;
 mod options;
 mod routing;
 
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use conduit_proto::{HeartbeatConfig, Message, SocketType, SubscriptionLimits};
@@ -16,10 +16,12 @@ use self::core::Core;
 pub use self::events::SocketEvent;
 use self::options::SocketOptions;
 use crate::endpoint::Endpoint;
+use crate::engine::Task;
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::reader::RecvFail;
+use crate::transport::Listen;
 use crate::transport::Wait;
 use crate::writer::SendFail;
 
@@ -46,9 +48,15 @@ use crate::writer::SendFail;
 /// connected, as with libzmq's `ZMQ_IMMEDIATE`, so a dead endpoint never holds
 /// messages back.
 ///
-/// Every method takes `&self`, and a socket may be shared between threads.
-/// Dropping a socket closes it, waiting (up to the linger time, by default as
-/// long as it takes) for queued messages to go out.
+/// Every method takes `&self`, and a socket may be shared between threads, by
+/// reference or by cloning it: clones are handles to the same socket. Closing
+/// it ([`close`](Self::close), or dropping its last handle) waits (up to the
+/// linger time, by default as long as it takes) for queued messages to go
+/// out; a thread blocked in `recv` or `send` meanwhile returns at once with
+/// [`RecvError::Closed`] or [`Error::SocketClosed`].
+///
+/// The socket's connections are served by the process's I/O threads (see
+/// [`set_io_threads`](crate::set_io_threads)), not by threads of its own.
 ///
 /// ```
 /// use conduit::{Socket, SocketType};
@@ -61,10 +69,21 @@ use crate::writer::SendFail;
 /// assert_eq!(pull.recv()?.concat(), "work");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Socket {
+    inner: Arc<Inner>,
+}
+
+/// The socket itself; closed when the last handle goes.
+#[derive(Debug)]
+struct Inner {
     core: Arc<Core>,
-    closed: bool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = shutdown(&self.core);
+    }
 }
 
 /// Configures a [`Socket`] before it is made.
@@ -191,8 +210,16 @@ impl SocketBuilder {
         self
     }
 
+    /// How many connections a bound endpoint lets wait to be accepted
+    /// (`ZMQ_BACKLOG`; default [`DEFAULT_BACKLOG`](crate::DEFAULT_BACKLOG), 4096,
+    /// capped by the kernel's `net.core.somaxconn`).
+    pub fn backlog(mut self, connections: u32) -> Self {
+        self.options.backlog = connections;
+        self
+    }
+
     /// Calls `f` for every connection event (see [`SocketEvent`]), from the
-    /// socket's own threads: keep it quick.
+    /// I/O thread: keep it quick, and do not call the socket from it.
     pub fn on_event(mut self, f: impl Fn(&SocketEvent) + Send + Sync + 'static) -> Self {
         self.options.monitor = Some(Arc::new(f));
         self
@@ -200,11 +227,9 @@ impl SocketBuilder {
 
     /// Makes the socket.
     pub fn build(self) -> Result<Socket, Error> {
-        let core = Core::new(self.kind, self.options)
-            .map_err(|e| Error::io("cannot create the socket's wake-up pipe", e))?;
+        let core = Core::new(self.kind, self.options)?;
         Ok(Socket {
-            core,
-            closed: false,
+            inner: Arc::new(Inner { core }),
         })
     }
 }
@@ -223,39 +248,114 @@ impl Socket {
         }
     }
 
+    fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
     /// The socket's type.
     pub fn socket_type(&self) -> SocketType {
-        self.core.kind
+        self.core().kind
     }
 
     /// Binds `endpoint` and accepts peers on it from now on. Returns the bound
     /// endpoint, with the port the OS picked for `tcp://host:*` or `:0`.
     pub fn bind(&self, endpoint: &str) -> Result<Endpoint, Error> {
         let endpoint: Endpoint = endpoint.parse()?;
-        links::bind(&self.core, &endpoint)
+        let core = &self.inner.core;
+        if core.lock().closing {
+            return Err(Error::SocketClosed);
+        }
+        let listen = Listen::bind(
+            &endpoint,
+            core.options.channel.ipc_mode,
+            core.options.backlog,
+        )?;
+        listen
+            .set_nonblocking()
+            .map_err(|e| Error::io(format!("cannot use {endpoint}"), e))?;
+        let bound = listen.endpoint().clone();
+        core.lock().bound.push(bound.to_string());
+        core.emit(SocketEvent::Listening {
+            endpoint: bound.to_string(),
+        });
+        core.io.submit(Task::Bind {
+            core: core.clone(),
+            listen,
+        });
+        Ok(bound)
     }
 
     /// Connects to `endpoint` in the background, and reconnects whenever the
     /// connection ends. Returns at once: the peer may not be up yet.
     pub fn connect(&self, endpoint: &str) -> Result<(), Error> {
         let endpoint: Endpoint = endpoint.parse()?;
-        links::connect(&self.core, endpoint)
+        let core = &self.inner.core;
+        {
+            let mut st = core.lock();
+            if st.closing {
+                return Err(Error::SocketClosed);
+            }
+            st.connected.push(endpoint.to_string());
+        }
+        core.io.submit(Task::Connect {
+            core: core.clone(),
+            endpoint,
+        });
+        Ok(())
+    }
+
+    /// Stops accepting on `endpoint` (as [`bind`](Self::bind) returned it) and
+    /// closes the connections accepted there, after writing what is queued
+    /// for them (like `zmq_unbind`). An `ipc://` socket file is removed.
+    pub fn unbind(&self, endpoint: &str) -> Result<(), Error> {
+        let endpoint = canonical(endpoint)?;
+        let core = &self.inner.core;
+        let mut st = core.lock();
+        let Some(i) = st.bound.iter().position(|e| *e == endpoint) else {
+            return Err(Error::NotFound(endpoint));
+        };
+        st.bound.remove(i);
+        drop(st);
+        core.io.submit(Task::Unbind {
+            core: core.clone(),
+            endpoint,
+        });
+        Ok(())
+    }
+
+    /// Stops connecting to `endpoint` (as given to [`connect`](Self::connect))
+    /// and closes the connection made to it, after writing what is queued for
+    /// it (like `zmq_disconnect`).
+    pub fn disconnect(&self, endpoint: &str) -> Result<(), Error> {
+        let endpoint = canonical(endpoint)?;
+        let core = &self.inner.core;
+        let mut st = core.lock();
+        let Some(i) = st.connected.iter().position(|e| *e == endpoint) else {
+            return Err(Error::NotFound(endpoint));
+        };
+        st.connected.remove(i);
+        drop(st);
+        core.io.submit(Task::Disconnect {
+            core: core.clone(),
+            endpoint,
+        });
+        Ok(())
     }
 
     /// How many peers are in service (connected, handshake done).
     pub fn peer_count(&self) -> usize {
-        Core::live_peers(&self.core.lock()).count()
+        Core::live_peers(&self.core().lock()).count()
     }
 
     /// Sends a message as the socket type does, waiting while the peers that
     /// would take it are at their high-water mark (or there are none yet).
     pub fn send(&self, message: impl Into<Message>) -> Result<(), SendError> {
-        routing::send(&self.core, message.into(), Wait::Forever).map_err(SendFail::into_send)
+        routing::send(self.core(), message.into(), Wait::Forever).map_err(SendFail::into_send)
     }
 
     /// Sends a message only if that needs no waiting.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
-        routing::send(&self.core, message.into(), Wait::Never).map_err(SendFail::into_try)
+        routing::send(self.core(), message.into(), Wait::Never).map_err(SendFail::into_try)
     }
 
     /// Sends a message, waiting at most `timeout`.
@@ -264,89 +364,139 @@ impl Socket {
         message: impl Into<Message>,
         timeout: Duration,
     ) -> Result<(), SendTimeoutError> {
-        routing::send(&self.core, message.into(), Wait::timeout(timeout))
+        routing::send(self.core(), message.into(), Wait::timeout(timeout))
             .map_err(SendFail::into_timeout)
     }
 
     /// Receives the next message as the socket type does, waiting for one.
     /// [`RecvError::Closed`] means this socket was closed meanwhile.
     pub fn recv(&self) -> Result<Message, RecvError> {
-        routing::recv(&self.core, Wait::Forever).map_err(RecvFail::into_recv)
+        routing::recv(self.core(), Wait::Forever).map_err(RecvFail::into_recv)
     }
 
     /// Receives a message only if one is there already.
     pub fn try_recv(&self) -> Result<Message, TryRecvError> {
-        routing::recv(&self.core, Wait::Never).map_err(RecvFail::into_try)
+        routing::recv(self.core(), Wait::Never).map_err(RecvFail::into_try)
     }
 
     /// Receives the next message, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, RecvTimeoutError> {
-        routing::recv(&self.core, Wait::timeout(timeout)).map_err(RecvFail::into_timeout)
+        routing::recv(self.core(), Wait::timeout(timeout)).map_err(RecvFail::into_timeout)
     }
 
     /// SUB: receive messages whose first frame starts with `topic` (empty: all).
     /// Subscriptions are counted: each needs its own [`unsubscribe`](Self::unsubscribe).
     pub fn subscribe(&self, topic: impl AsRef<[u8]>) -> Result<(), Error> {
-        routing::subscribe(&self.core, topic.as_ref(), true)
+        routing::subscribe(self.core(), topic.as_ref(), true)
     }
 
     /// SUB: cancels one subscription to `topic`.
     pub fn unsubscribe(&self, topic: impl AsRef<[u8]>) -> Result<(), Error> {
-        routing::subscribe(&self.core, topic.as_ref(), false)
+        routing::subscribe(self.core(), topic.as_ref(), false)
     }
 
-    /// Closes the socket: queued messages go out (within the linger time), then
-    /// every connection and endpoint is closed and the socket's threads end.
-    pub fn close(mut self) -> Result<(), Error> {
-        self.closed = true;
-        self.shutdown()
+    /// Closes the socket: queued messages go out (within the linger time),
+    /// then every connection and endpoint is closed. Other handles to the
+    /// socket see it closed: their blocked calls return at once.
+    pub fn close(self) -> Result<(), Error> {
+        shutdown(&self.inner.core)
     }
 
-    fn shutdown(&self) -> Result<(), Error> {
-        let core = &self.core;
-        let linger = core.options.channel.linger_wait();
-        let (peers, handshaking) = {
-            let mut st = core.lock();
-            st.closing = true;
-            let peers: Vec<_> = Core::live_peers(&st).map(|s| s.peer.clone()).collect();
-            let handshaking: Vec<_> = st.handshaking.values().cloned().collect();
-            (peers, handshaking)
-        };
-        core.wake_all();
-        for peer in &peers {
-            // A connection thread that left reading to the application reads
-            // again, to see the end of its channel.
-            peer.role().app = false;
-            peer.role_changed.notify_all();
+    /// Whether a send would not wait: a peer has room (or the type never
+    /// waits, or the send would fail at once).
+    pub fn can_send(&self) -> bool {
+        routing::can_send(self.core())
+    }
+
+    /// A poller waits (`true`) or stopped waiting for this socket to accept a
+    /// send: while one waits, every change that may allow one signals
+    /// [`send_fd`](Self::send_fd).
+    pub(crate) fn watch_sends(&self, on: bool) {
+        let mut st = self.core().lock();
+        if on {
+            st.send_watchers += 1;
+            self.core().clear_send_fd();
+        } else {
+            st.send_watchers -= 1;
         }
-        for channel in handshaking {
-            channel.abort();
-        }
-        // One deadline for all: the linger bounds the whole close.
-        let mut result = Ok(());
-        for peer in &peers {
-            if let Err(e) = peer.channel.close_within(linger) {
-                result = Err(e);
-            }
-            peer.channel.abort();
-        }
-        loop {
-            let threads = std::mem::take(&mut core.lock().threads);
-            if threads.is_empty() {
-                break;
-            }
-            for thread in threads {
-                let _ = thread.join();
-            }
-        }
-        result
+    }
+
+    /// Readable after a change that may allow a send, while a poller watches.
+    pub(crate) fn send_fd(&self) -> BorrowedFd<'_> {
+        self.core().send_fd()
+    }
+
+    /// Whether a message is queued for [`try_recv`](Self::try_recv) (or the
+    /// socket is closed): what makes [`as_fd`](Self::as_fd) readable.
+    pub fn has_message(&self) -> bool {
+        let st = self.core().lock();
+        st.has_queued() || st.closing
     }
 }
 
-impl Drop for Socket {
-    fn drop(&mut self) {
-        if !self.closed {
-            let _ = self.shutdown();
-        }
+/// A readiness descriptor, like libzmq's `ZMQ_FD` but level-triggered: an
+/// eventfd that is readable exactly while a message is queued for the
+/// application (or the socket is closed), so that a socket plugs into `poll`,
+/// mio or tokio's `AsyncFd`. Never read from it or write to it; after it polls
+/// readable, call `try_recv` until it says `Empty`. A REQ socket may find the
+/// queued message is a stale reply it drops, so treat readability as a hint
+/// that is never missed, not a promise. Kept up to date from the first call on
+/// (until then the socket pays nothing for it).
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.core().recv_fd()
     }
+}
+
+/// The endpoint text as `bind` returns it and `connect` records it.
+fn canonical(endpoint: &str) -> Result<String, Error> {
+    Ok(endpoint.parse::<Endpoint>()?.to_string())
+}
+
+/// Closes the socket: stops accepting and connecting, writes what is queued
+/// (within the linger time), waits for the peers to have it, and wakes every
+/// thread blocked on the socket. Idempotent.
+fn shutdown(core: &Arc<Core>) -> Result<(), Error> {
+    let linger = core.options.channel.linger_wait();
+    {
+        let mut st = core.lock();
+        if st.closing {
+            return Ok(());
+        }
+        st.closing = true;
+        core.app.notify_all();
+        core.notify_app(&mut st);
+    }
+    core.io.submit(Task::Close(core.clone()));
+    let mut result = Ok(());
+    let mut st = core.lock();
+    let mut aborted = false;
+    while !st.close.io_done {
+        let wait = match linger {
+            Wait::Until(deadline) if !aborted => deadline.saturating_duration_since(Instant::now()),
+            _ => Duration::from_secs(3600),
+        };
+        if wait.is_zero() {
+            aborted = true;
+            result = Err(Error::io(
+                "closing gave up on queued messages after the linger time",
+                std::io::ErrorKind::TimedOut.into(),
+            ));
+            core.io.submit(Task::Abort(core.clone()));
+            continue;
+        }
+        st.app_waiting += 1;
+        st = core
+            .app
+            .wait_timeout(st, wait)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        st.app_waiting -= 1;
+    }
+    let lingering = std::mem::take(&mut st.close.lingering);
+    drop(st);
+    for (stream, until_read) in lingering {
+        stream.wait_delivered(until_read, linger);
+    }
+    result
 }

@@ -32,6 +32,8 @@ pub(crate) struct SocketOptions {
     /// PUB and XPUB: what one subscriber may subscribe to (not in libzmq,
     /// which keeps whatever a subscriber sends).
     pub(crate) subscription_limits: SubscriptionLimits,
+    /// Listen backlog of bound endpoints (`ZMQ_BACKLOG`).
+    pub(crate) backlog: u32,
     pub(crate) monitor: Option<Monitor>,
 }
 
@@ -61,6 +63,7 @@ impl SocketOptions {
             req_correlate: false,
             xpub_verbose: false,
             subscription_limits: SubscriptionLimits::default(),
+            backlog: crate::options::DEFAULT_BACKLOG,
             monitor: None,
         }
     }

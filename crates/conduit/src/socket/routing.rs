@@ -7,8 +7,8 @@ use std::sync::{Arc, MutexGuard};
 use bytes::Bytes;
 use conduit_proto::{Message, SocketType, SubscriptionMessage, envelope};
 
-use super::core::{Core, Gave, Peer, State, send_subscription, under_lock};
-use super::links::{self, Direct};
+use super::core::{Core, Gave, Peer, State, send_subscription};
+use crate::engine::out::Refused;
 use crate::error::{Error, SendError};
 use crate::reader::RecvFail;
 use crate::transport::Wait;
@@ -26,16 +26,12 @@ fn gave_up(message: Message, gave: Gave) -> SendFail {
 }
 
 /// Tries to queue `msg` on `peer` without waiting; gives it back if the peer is
-/// at its high-water mark or broken (a broken peer is aborted, so its thread
-/// takes it out of service).
+/// at its high-water mark or its connection broke (its I/O thread then takes
+/// it out of service).
 fn offer(peer: &Peer, msg: Message) -> Result<(), Message> {
-    match under_lock(|| peer.channel.send_within(msg, Wait::Never)) {
+    match peer.out.offer(msg) {
         Ok(()) => Ok(()),
-        Err(SendFail::WouldBlock(m)) => Err(m),
-        Err(SendFail::Broken(e)) => {
-            peer.channel.abort();
-            Err(e.message)
-        }
+        Err(Refused::Full(m) | Refused::Broken(m)) => Err(m),
     }
 }
 
@@ -262,64 +258,16 @@ pub(crate) fn recv(core: &Core, wait: Wait) -> Result<Message, RecvFail> {
         }
         _ => {}
     }
-    let mut fell_back = false;
     loop {
         if let Some(msg) = next_message(core, &mut st) {
+            crate::reader::note_received_here();
             return Ok(msg);
-        }
-        if let Some(peer) = direct_peer(core, &st, wait, fell_back) {
-            st.app_reading = true;
-            drop(st);
-            let outcome = links::read_direct(core, &peer, wait);
-            st = core.lock();
-            st.app_reading = false;
-            // Another application thread waiting may read in turn.
-            core.notify_app(&st);
-            match outcome {
-                Direct::Again => continue,
-                Direct::TimedOut => {
-                    if let Some(msg) = next_message(core, &mut st) {
-                        return Ok(msg);
-                    }
-                    return Err(RecvFail::WouldBlock);
-                }
-                Direct::Closing => return Err(RecvFail::Closed),
-                // Look at the queues again before waiting: what the connection
-                // thread delivered meanwhile woke nobody.
-                Direct::Fallback => {
-                    fell_back = true;
-                    continue;
-                }
-            }
         }
         st = core.wait_app(st, wait).map_err(|(_, g)| match g {
             Gave::Up => RecvFail::WouldBlock,
             Gave::Closing => RecvFail::Closed,
         })?;
-        fell_back = false;
     }
-}
-
-/// The peer whose channel this application thread may read itself (see
-/// `links::read_direct`): the socket's only peer, when no other application
-/// thread reads, and the socket type takes nothing but messages from it.
-/// Not right after a fall-back, which would only spin. `try_recv` reads only
-/// when the application already holds the peer's reading role: it must not
-/// wait for the connection thread to hand it over, nor leave input unread
-/// while holding it.
-fn direct_peer(core: &Core, st: &State, wait: Wait, fell_back: bool) -> Option<Arc<Peer>> {
-    if fell_back || st.app_reading || st.closing || matches!(core.kind, SocketType::XPub) {
-        return None;
-    }
-    let mut live = Core::live_peers(st);
-    let slot = live.next()?;
-    if live.next().is_some() || st.peers.len() != 1 {
-        return None;
-    }
-    if wait == Wait::Never && !slot.peer.role().app {
-        return None;
-    }
-    Some(slot.peer.clone())
 }
 
 /// The next message for the application, if one is there.
@@ -374,4 +322,22 @@ pub(crate) fn subscribe(core: &Core, topic: &[u8], on: bool) -> Result<(), Error
         },
     );
     Ok(())
+}
+
+/// Whether a send would go through (or fail) at once rather than wait: what
+/// makes a socket writable for a poller.
+pub(crate) fn can_send(core: &Core) -> bool {
+    let st = core.lock();
+    if st.closing {
+        return true;
+    }
+    match core.kind {
+        SocketType::Pull | SocketType::Sub => false,
+        // These drop rather than wait, or answer at once.
+        SocketType::Pub | SocketType::XPub | SocketType::XSub | SocketType::Rep => true,
+        SocketType::Router if !core.options.router_mandatory => true,
+        // A REQ that must receive first fails at once.
+        SocketType::Req if st.req.expecting.is_some() && !core.options.req_relaxed => true,
+        _ => Core::live_peers(&st).any(|s| !s.peer.out.is_full()),
+    }
 }

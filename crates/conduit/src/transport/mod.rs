@@ -146,11 +146,22 @@ pub(crate) enum Listen {
 }
 
 impl Listen {
-    pub(crate) fn bind(endpoint: &crate::Endpoint, ipc_mode: u32) -> Result<Listen, crate::Error> {
-        match endpoint {
+    /// Binds and listens with a queue of `backlog` connections not yet
+    /// accepted (the kernel caps it at `net.core.somaxconn`).
+    pub(crate) fn bind(
+        endpoint: &crate::Endpoint,
+        ipc_mode: u32,
+        backlog: u32,
+    ) -> Result<Listen, crate::Error> {
+        let listen = match endpoint {
             crate::Endpoint::Tcp { .. } => tcp::bind(endpoint).map(Listen::Tcp),
             _ => ipc::bind(endpoint, ipc_mode).map(Listen::Ipc),
-        }
+        }?;
+        // std listens with a backlog of 128; listening again only resizes it.
+        let backlog = backlog.clamp(1, i32::MAX as u32) as i32;
+        rustix::net::listen(listen.as_fd(), backlog)
+            .map_err(|e| crate::Error::io(format!("cannot listen on {endpoint}"), e.into()))?;
+        Ok(listen)
     }
 
     pub(crate) fn endpoint(&self) -> &crate::Endpoint {

@@ -1,6 +1,7 @@
 //! conduit's integration tests: one binary, one module per area.
 
 mod contract;
+mod engine;
 mod faults;
 mod guide_examples;
 mod hostile_peers;

@@ -1,0 +1,324 @@
+//! One peer's send queue, shared by the application's threads and the peer's
+//! I/O thread.
+//!
+//! One `write` per message caps small messages near a million a second here,
+//! while one `writev` of many goes ten times faster; but waiting for a batch
+//! (or handing each message to the I/O thread) adds a wake-up to every reply.
+//! So each send picks, under the queue's lock:
+//!
+//! - **now**: the queue was empty and the caller is not streaming (it received
+//!   something since its last send, or its last send was more than
+//!   [`BURST_WINDOW`] ago): the caller writes the message itself, without
+//!   blocking;
+//! - **batched**: the caller is streaming: the message is appended. The caller
+//!   writes the queue itself once it holds [`BATCH_MSGS`] messages or
+//!   [`BATCH_BYTES`]; the tail of a burst is written by the I/O thread once
+//!   nothing was added for a little while ([`TAIL_WAIT`], growing to
+//!   [`TAIL_WAIT_MAX`] while the sender keeps writing whole batches itself).
+//!
+//! Every write is non-blocking and made under the lock, by whichever thread,
+//! so bytes go out in queue order. What the kernel does not take stays queued
+//! and the I/O thread writes it when the connection is writable again. The
+//! queue holds at most the high-water mark of messages (commands are not
+//! counted); it is counted in whole batches: the count falls to zero when the
+//! queue is empty.
+
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use conduit_proto::{Command, Message, SendBuffer};
+
+use super::io_thread::{IoHandle, Task};
+use crate::error::Error;
+use crate::transport::socket::SocketStream;
+use crate::transport::{Transport, Wait};
+
+/// Sends closer together than this, with no receive in between, count as a stream.
+pub(crate) const BURST_WINDOW: Duration = Duration::from_micros(20);
+
+/// Messages this large are written at once when the queue is empty: the system
+/// call is amortized over the payload.
+const DIRECT_SIZE: usize = 64 << 10;
+
+/// The sender writes the queue itself at this many messages ...
+pub(crate) const BATCH_MSGS: usize = 256;
+
+/// ... or this many bytes.
+pub(crate) const BATCH_BYTES: usize = 64 << 10;
+
+/// How long the tail of a burst waits for more before the I/O thread writes it.
+pub(crate) const TAIL_WAIT: Duration = BURST_WINDOW;
+
+/// The longest wait between the I/O thread's looks at a queue that keeps growing.
+pub(crate) const TAIL_WAIT_MAX: Duration = Duration::from_micros(160);
+
+/// Slices per `writev`.
+const MAX_IOV: usize = 64;
+
+/// Which connection of which I/O thread a queue belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnId {
+    pub(crate) token: usize,
+    pub(crate) serial: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct OutState {
+    /// Taken away when the connection ends, so that its descriptor closes even
+    /// while the socket keeps the peer for the messages it left unread.
+    stream: Option<Arc<SocketStream>>,
+    buf: SendBuffer,
+    /// Messages in `buf` (not commands): what the high-water mark counts.
+    msgs: usize,
+    /// Messages ever appended while streaming, so the tail flush can tell a
+    /// queue that is still growing.
+    appended: u64,
+    /// The I/O thread will look at the queue (a tail flush is scheduled, or it
+    /// waits for the connection to become writable): no need to ask it again.
+    io_pending: bool,
+    /// A sender found the queue full: wake senders when it drains.
+    was_full: bool,
+    /// The sending thread's received-message count at its previous send.
+    seen_received: u64,
+    last_send: Option<Instant>,
+    sent_any: bool,
+    broken: Option<Error>,
+}
+
+/// Why a message was not queued.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// The queue is at the high-water mark.
+    Full(Message),
+    /// The connection is broken; the message is handed back.
+    Broken(Message),
+}
+
+/// A peer's send queue.
+#[derive(Debug)]
+pub(crate) struct PeerOut {
+    io: Arc<IoHandle>,
+    conn: ConnId,
+    hwm: usize,
+    batch_msgs: usize,
+    state: Mutex<OutState>,
+}
+
+/// What a write from the queue came to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// Everything is written.
+    Empty,
+    /// The kernel took what it could; the rest waits for writability.
+    Blocked,
+    /// The connection broke.
+    Broken,
+}
+
+impl PeerOut {
+    pub(crate) fn new(
+        stream: Arc<SocketStream>,
+        io: Arc<IoHandle>,
+        conn: ConnId,
+        hwm: usize,
+    ) -> PeerOut {
+        let hwm = hwm.max(1);
+        PeerOut {
+            io,
+            conn,
+            hwm,
+            batch_msgs: BATCH_MSGS.min(hwm),
+            state: Mutex::new(OutState {
+                stream: Some(stream),
+                buf: SendBuffer::new(),
+                msgs: 0,
+                appended: 0,
+                io_pending: false,
+                was_full: false,
+                seen_received: crate::reader::received_here(),
+                last_send: None,
+                sent_any: false,
+                broken: None,
+            }),
+        }
+    }
+
+    pub(crate) fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `msg` without waiting, writing it (or the batch it completes) at
+    /// once when that is the faster path. `answer` says the caller's socket
+    /// just handed it a message (request-reply), so this send should not wait
+    /// to be batched.
+    pub(crate) fn offer(&self, msg: Message) -> Result<(), Refused> {
+        let mut st = self.lock();
+        if st.broken.is_some() {
+            return Err(Refused::Broken(msg));
+        }
+        if st.msgs >= self.hwm {
+            st.was_full = true;
+            return Err(Refused::Full(msg));
+        }
+        let received = crate::reader::received_here();
+        let answering = received != st.seen_received;
+        st.seen_received = received;
+        st.sent_any = true;
+        let idle = st.buf.is_empty();
+        st.buf.push_message(&msg);
+        st.msgs += 1;
+        let now = Instant::now();
+        let streaming = !answering
+            && st
+                .last_send
+                .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
+        st.last_send = Some(now);
+        if idle && (!streaming || msg.size() >= DIRECT_SIZE) {
+            self.write_now(&mut st);
+            return Ok(());
+        }
+        st.appended += 1;
+        if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
+            self.write_now(&mut st);
+        } else if !st.io_pending {
+            st.io_pending = true;
+            self.io.submit(Task::TailFlush(self.conn));
+        }
+        Ok(())
+    }
+
+    /// Queues a command (SUBSCRIBE, CANCEL, PONG, PING, ERROR) or a message the
+    /// high-water mark must not hold back (a subscription in ZMTP 3.0 form),
+    /// and writes it now if the queue lets it.
+    pub(crate) fn push_unbounded(&self, item: Unbounded<'_>) {
+        let mut st = self.lock();
+        if st.broken.is_some() {
+            return;
+        }
+        match item {
+            Unbounded::Command(cmd) => st.buf.push_command(cmd),
+            Unbounded::Message(msg) => st.buf.push_message(msg),
+            Unbounded::Bytes(bytes) => st.buf.push_bytes(bytes),
+        }
+        self.write_now(&mut st);
+    }
+
+    /// Writes the queue without blocking; asks the I/O thread to finish it
+    /// when the kernel is full.
+    fn write_now(&self, st: &mut OutState) {
+        if self.flush_locked(st) == Flushed::Blocked && !st.io_pending {
+            st.io_pending = true;
+            self.io.submit(Task::Writable(self.conn));
+        }
+    }
+
+    /// Writes as much of the queue as the kernel takes (the I/O thread's
+    /// call). `io_pending` is left to the caller.
+    pub(crate) fn flush_locked(&self, st: &mut OutState) -> Flushed {
+        if st.broken.is_some() {
+            return Flushed::Broken;
+        }
+        let Some(stream) = st.stream.clone() else {
+            return Flushed::Broken;
+        };
+        match write_out(&stream, &mut st.buf) {
+            Ok(()) => {
+                st.msgs = 0;
+                Flushed::Empty
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Flushed::Blocked,
+            Err(e) => {
+                st.broken = Some(Error::from_stream(e, "cannot write to the stream"));
+                st.buf.clear();
+                st.msgs = 0;
+                Flushed::Broken
+            }
+        }
+    }
+
+    /// Marks the queue broken (the connection ended): senders skip this peer,
+    /// and the stream is let go.
+    pub(crate) fn set_broken(&self, error: Error) {
+        let mut st = self.lock();
+        if st.broken.is_none() {
+            st.broken = Some(error);
+        }
+        st.buf.clear();
+        st.msgs = 0;
+        st.stream = None;
+    }
+
+    /// Whether a send would be refused for the high-water mark.
+    pub(crate) fn is_full(&self) -> bool {
+        let st = self.lock();
+        st.broken.is_none() && st.msgs >= self.hwm
+    }
+}
+
+impl OutState {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    pub(crate) fn appended(&self) -> u64 {
+        self.appended
+    }
+
+    pub(crate) fn set_io_pending(&mut self, on: bool) {
+        self.io_pending = on;
+    }
+
+    /// Takes the "a sender found it full" flag once the queue has room again.
+    pub(crate) fn take_room_freed(&mut self, hwm_room: bool) -> bool {
+        if self.was_full && hwm_room {
+            self.was_full = false;
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn below_hwm(&self, hwm: usize) -> bool {
+        self.msgs < hwm
+    }
+
+    pub(crate) fn sent_any(&self) -> bool {
+        self.sent_any
+    }
+
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+}
+
+impl PeerOut {
+    pub(crate) fn hwm(&self) -> usize {
+        self.hwm
+    }
+}
+
+/// What [`PeerOut::push_unbounded`] queues.
+#[derive(Debug)]
+pub(crate) enum Unbounded<'a> {
+    Command(&'a Command),
+    Message(&'a Message),
+    /// Raw bytes: the greeting.
+    Bytes(&'a [u8]),
+}
+
+/// Writes `buf` until it is empty or the kernel would block.
+fn write_out(stream: &SocketStream, buf: &mut SendBuffer) -> io::Result<()> {
+    while !buf.is_empty() {
+        let written = {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = buf.io_slices(&mut slices);
+            stream.write(&slices[..n], Wait::Never)?
+        };
+        buf.advance(written);
+    }
+    Ok(())
+}

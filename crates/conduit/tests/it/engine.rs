@@ -1,0 +1,304 @@
+//! The event-driven engine (issue 10): a fixed number of threads whatever the
+//! peers, one descriptor per peer, the poller, the readiness descriptor,
+//! `disconnect`/`unbind`, and waking blocked threads on close.
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use conduit::{
+    Channel, ChannelBuilder, Error, Interest, Poller, RecvError, Socket, SocketType, pipe,
+};
+
+use crate::server_child::{Config, Server, serve_if_child};
+use crate::sockets::{endpoint, recv_str, socket, wait_peers};
+
+/// A field of `/proc/<pid>/status` as a number (`Threads`).
+fn status_field(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn threads_stay_flat_and_each_peer_costs_one_descriptor() {
+    const TEST: &str = "engine::threads_stay_flat_and_each_peer_costs_one_descriptor";
+    if serve_if_child(TEST) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ep = format!("ipc://{}/flat.sock", dir.path().display());
+    let mut server = Server::start(TEST, &Config::new(SocketType::Pull, &ep));
+    server.wait_line("ENDPOINT", Duration::from_secs(10));
+    let pid = server.pid();
+    let threads_before = status_field(pid, "Threads");
+    let fds_before = open_fds(pid);
+
+    const PEERS: usize = 200;
+    let mut peers = Vec::new();
+    for i in 0..PEERS {
+        let peer = ChannelBuilder::new()
+            .socket_type(SocketType::Push)
+            .connect(&ep)
+            .unwrap();
+        peer.send(format!("hello {i}")).unwrap();
+        peers.push(peer);
+    }
+    for i in 0..PEERS {
+        server.wait_line(&format!("RECV hello {i}"), Duration::from_secs(20));
+    }
+    let threads_after = status_field(pid, "Threads");
+    let fds_after = open_fds(pid);
+    assert_eq!(
+        threads_after, threads_before,
+        "the server's threads do not grow with its {PEERS} peers"
+    );
+    assert!(
+        fds_after - fds_before <= PEERS + 2,
+        "one descriptor per peer: {fds_before} before, {fds_after} with {PEERS} peers"
+    );
+    // With the default of one I/O thread, the whole process is the test
+    // harness's threads, the reader, and that one.
+    assert!(threads_after <= 5, "{threads_after} threads");
+    drop(peers);
+}
+
+#[test]
+fn poller_waits_on_sockets_channels_pipes_and_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let pull = socket(SocketType::Pull);
+    let ep = pull
+        .bind(&endpoint("ipc", &dir, "poll"))
+        .unwrap()
+        .to_string();
+    let idle = socket(SocketType::Pull);
+    let (ch_a, ch_b) = Channel::pair().unwrap();
+    let (tx, rx) = pipe().unwrap();
+    let (raw_a, raw_b) = std::os::unix::net::UnixStream::pair().unwrap();
+
+    let mut poller = Poller::new();
+    let i_pull = poller.add(&pull, Interest::READABLE);
+    let i_idle = poller.add(&idle, Interest::READABLE);
+    let i_ch = poller.add(&ch_a, Interest::READABLE);
+    let i_rx = poller.add(&rx, Interest::READABLE);
+    let i_raw = poller.add(raw_a.as_fd(), Interest::READABLE);
+
+    // Nothing is ready: the timeout ends the wait, with nothing.
+    let started = Instant::now();
+    assert!(
+        poller
+            .poll(Some(Duration::from_millis(50)))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(50));
+
+    // Each becomes ready in turn, from another thread while the poller waits.
+    let push = socket(SocketType::Push);
+    push.connect(&ep).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            push.send("to pull").unwrap();
+        });
+        let ready = poller.poll(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(ready.len(), 1);
+        assert_eq!(ready[0].index, i_pull);
+        assert!(ready[0].readable);
+    });
+    // Level-triggered: still ready until received.
+    assert_eq!(poller.poll(Some(Duration::ZERO)).unwrap()[0].index, i_pull);
+    assert_eq!(recv_str(&pull), "to pull");
+    assert!(poller.poll(Some(Duration::ZERO)).unwrap().is_empty());
+
+    ch_b.send("to channel").unwrap();
+    tx.send("to pipe").unwrap();
+    tx.flush().unwrap();
+    std::io::Write::write_all(&mut &raw_b, b"x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while seen.len() < 3 && Instant::now() < deadline {
+        seen = poller
+            .poll(Some(Duration::from_secs(1)))
+            .unwrap()
+            .iter()
+            .map(|r| r.index)
+            .collect();
+    }
+    assert_eq!(seen, [i_ch, i_rx, i_raw]);
+    assert!(!seen.contains(&i_idle));
+    assert_eq!(ch_a.recv().unwrap().concat(), "to channel");
+    assert_eq!(rx.recv().unwrap().concat(), "to pipe");
+}
+
+#[test]
+fn poller_sees_a_push_become_writable_when_a_peer_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let push = socket(SocketType::Push);
+    let ep = push.bind(&endpoint("tcp", &dir, "w")).unwrap().to_string();
+    let mut poller = Poller::new();
+    poller.add(&push, Interest::WRITABLE);
+    // No peer: a send would wait.
+    assert!(!push.can_send());
+    assert!(
+        poller
+            .poll(Some(Duration::from_millis(20)))
+            .unwrap()
+            .is_empty()
+    );
+    let pull = socket(SocketType::Pull);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            pull.connect(&ep).unwrap();
+        });
+        let ready = poller.poll(Some(Duration::from_secs(10))).unwrap();
+        assert!(ready[0].writable);
+    });
+    push.send("now").unwrap();
+    assert_eq!(recv_str(&pull), "now");
+}
+
+#[test]
+fn the_readiness_descriptor_is_readable_exactly_while_a_message_waits() {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let readable = |s: &Socket, wait_ms: i64| {
+        let mut fds = [PollFd::new(s, PollFlags::IN)];
+        let t = Timespec {
+            tv_sec: wait_ms / 1000,
+            tv_nsec: (wait_ms % 1000) * 1_000_000,
+        };
+        poll(&mut fds, Some(&t)).unwrap() == 1
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pull = socket(SocketType::Pull);
+    let ep = pull.bind(&endpoint("ipc", &dir, "fd")).unwrap().to_string();
+    let push = socket(SocketType::Push);
+    push.connect(&ep).unwrap();
+    assert!(!readable(&pull, 10));
+    push.send("one").unwrap();
+    push.send("two").unwrap();
+    assert!(readable(&pull, 5000), "readable once a message arrived");
+    // Wait until both are queued, then drain: it stays readable until the
+    // queue is empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < 2 && Instant::now() < deadline {
+        if readable(&pull, 100) {
+            while let Ok(m) = pull.try_recv() {
+                got.push(String::from_utf8(m.concat().to_vec()).unwrap());
+            }
+        }
+    }
+    assert_eq!(got, ["one", "two"]);
+    assert!(!readable(&pull, 10), "not readable once drained");
+    let fd = pull.as_fd().try_clone_to_owned().unwrap();
+    drop(push);
+    pull.close().unwrap();
+    let mut fds = [rustix::event::PollFd::new(&fd, PollFlags::IN)];
+    assert_eq!(poll(&mut fds, None).unwrap(), 1, "readable once closed");
+}
+
+#[test]
+fn disconnect_stops_sending_to_an_endpoint_and_reconnecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = socket(SocketType::Pull);
+    let b = socket(SocketType::Pull);
+    let ep_a = a.bind(&endpoint("ipc", &dir, "a")).unwrap().to_string();
+    let ep_b = b.bind(&endpoint("ipc", &dir, "b")).unwrap().to_string();
+    let push = socket(SocketType::Push);
+    push.connect(&ep_a).unwrap();
+    push.connect(&ep_b).unwrap();
+    wait_peers(&push, 2);
+    wait_peers(&a, 1);
+    push.disconnect(&ep_a).unwrap();
+    wait_peers(&push, 1);
+    wait_peers(&a, 0);
+    for i in 0..10 {
+        push.send(format!("m{i}")).unwrap();
+    }
+    for i in 0..10 {
+        assert_eq!(recv_str(&b), format!("m{i}"), "all to the endpoint left");
+    }
+    // It does not come back.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(a.peer_count(), 0);
+    assert!(matches!(a.try_recv(), Err(conduit::TryRecvError::Empty)));
+    // Unknown endpoints are an error, not ignored.
+    assert!(matches!(push.disconnect(&ep_a), Err(Error::NotFound(_))));
+}
+
+#[test]
+fn unbind_stops_accepting_removes_the_file_and_closes_its_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let pull = socket(SocketType::Pull);
+    let ep = pull.bind(&endpoint("ipc", &dir, "u")).unwrap().to_string();
+    let path = dir.path().join("u.sock");
+    let push = socket(SocketType::Push);
+    push.connect(&ep).unwrap();
+    wait_peers(&pull, 1);
+    push.send("before").unwrap();
+    assert_eq!(recv_str(&pull), "before");
+    pull.unbind(&ep).unwrap();
+    wait_peers(&pull, 0);
+    wait_peers(&push, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!path.exists(), "the socket file is removed");
+    assert!(
+        ChannelBuilder::new().connect(&ep).is_err(),
+        "nobody accepts"
+    );
+    assert!(matches!(pull.unbind(&ep), Err(Error::NotFound(_))));
+    // Binding it again works.
+    pull.bind(&ep).unwrap();
+    wait_peers(&push, 1);
+}
+
+#[test]
+fn closing_wakes_threads_blocked_on_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let pull = socket(SocketType::Pull);
+    pull.bind(&endpoint("tcp", &dir, "c")).unwrap();
+    let push = socket(SocketType::Push); // no peer: a send waits
+    let (pull2, push2) = (pull.clone(), push.clone());
+    let receiver = std::thread::spawn(move || pull2.recv());
+    let sender = std::thread::spawn(move || push2.send("never"));
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    pull.close().unwrap();
+    push.close().unwrap();
+    assert!(matches!(receiver.join().unwrap(), Err(RecvError::Closed)));
+    let sent = sender.join().unwrap();
+    assert!(
+        matches!(&sent, Err(e) if matches!(e.error, Error::SocketClosed)),
+        "{sent:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "at once");
+}
+
+#[test]
+fn the_io_thread_count_is_fixed_once_sockets_exist() {
+    let _s = socket(SocketType::Pair);
+    let n = conduit::io_threads();
+    assert!(n >= 1);
+    assert!(
+        conduit::set_io_threads(n).is_ok(),
+        "the same number is fine"
+    );
+    assert!(matches!(
+        conduit::set_io_threads(n + 1),
+        Err(Error::WrongState(_))
+    ));
+    assert!(conduit::set_io_threads(0).is_err());
+}
