@@ -1,76 +1,241 @@
-//! An I/O thread: one event loop (epoll through mio, edge-triggered) over the
-//! listeners and connections of the sockets assigned to it, with its timers.
+//! The I/O threads, and who drives a socket's reactor when.
 //!
-//! Application threads talk to it only through [`IoHandle::submit`]. Every
-//! source is in one slab; a token is its index, and a serial number tells a
-//! reused index from the source a task or timer was meant for.
+//! Each socket has a reactor (`reactor.rs`) with an epoll set of its own. Its
+//! I/O thread watches that set's descriptor and runs a step of the reactor
+//! whenever it is readable. An application thread about to sleep waiting on
+//! the socket (in `recv`, or in `send` at the high-water mark) runs the
+//! reactor itself instead, blocking in its epoll set: then a message that
+//! arrives is read, queued and taken by the thread that wants it, with no
+//! wake-up of another thread in between. On one core that is the difference
+//! between one context switch per message and two.
+//!
+//! For that to pay, the I/O thread must not be woken by the same readiness,
+//! so the driving thread takes the reactor out of the I/O thread's set (it
+//! *disarms* it), and leaves it out between calls while it keeps coming back
+//! (a ping-pong does). The I/O thread puts it back (*arms* it) once no
+//! application thread has driven it for [`LEASE`]; a task that needs the I/O
+//! thread (a tail of queued messages to write, say) arms it at once. A socket
+//! whose readiness descriptor was handed out is *pinned*: only its I/O thread
+//! drives it, since its application waits elsewhere.
+//!
+//! Lock order: a reactor, then the socket's state, then a peer's send queue,
+//! then the doorbell's `drive` and `inbox`. Taking a reactor from an
+//! application thread is only ever a `try_lock`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::io;
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::{Arc, Mutex};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use slab::Slab;
 
-use super::conn::{Conn, Ended, Origin, Phase, READ_BUDGET, Read};
-use super::connect;
-use super::out::{ConnId, Flushed, PeerOut, TAIL_WAIT, TAIL_WAIT_MAX};
-use super::timers::{Timer, Timers};
-use crate::endpoint::Endpoint;
-use crate::error::Error;
+use super::reactor::Task;
 use crate::socket::core::Core;
-use crate::socket::events::SocketEvent;
-use crate::transport::Listen;
-use crate::transport::socket::SocketStream;
+
+/// How long an application thread keeps driving a socket's reactor after it
+/// last did: what arrives meanwhile while it is not waiting on the socket (a
+/// PING, a peer leaving) waits at most this long.
+pub(crate) const LEASE: Duration = Duration::from_millis(50);
 
 const WAKE: Token = Token(usize::MAX);
-const TIMER: Token = Token(usize::MAX - 1);
 
-/// How long a listener that ran out of descriptors waits before trying again
-/// (it also tries whenever one of its thread's connections closes).
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
-
-/// Work for an I/O thread from an application thread (or from itself).
-#[derive(Debug)]
-pub(crate) enum Task {
-    /// Accept on a bound listener.
-    Bind { core: Arc<Core>, listen: Listen },
-    /// Connect to an endpoint, and reconnect whenever the connection ends.
-    Connect { core: Arc<Core>, endpoint: Endpoint },
-    /// Stop accepting on an endpoint, and close the connections it accepted.
-    Unbind { core: Arc<Core>, endpoint: String },
-    /// Stop connecting to an endpoint, and close the connection made to it.
-    Disconnect { core: Arc<Core>, endpoint: String },
-    /// A sender queued the start of a batch: write it once the burst pauses.
-    TailFlush(ConnId),
-    /// The kernel would not take all that is queued: write it when it can.
-    Writable(ConnId),
-    /// The socket has room for this peer's messages again.
-    Resume(ConnId),
-    /// The socket (by id) has room again for every peer's messages (XPUB).
-    ResumeAll(u64),
-    /// Drop this connection, for this reason.
-    Kick(ConnId, Error),
-    /// The socket is closing: write what is queued, then close everything.
-    Close(Arc<Core>),
-    /// The linger time ran out: close everything now.
-    Abort(Arc<Core>),
+/// Whether and by whom a socket's reactor is driven.
+#[derive(Debug, Default)]
+pub(crate) struct Drive {
+    /// The reactor is in its I/O thread's epoll set.
+    armed: bool,
+    /// Application threads driving it now.
+    drivers: usize,
+    /// When an application thread last drove it.
+    last_drive: Option<Instant>,
+    /// The I/O thread has a lease check scheduled.
+    lease_pending: bool,
+    /// Only the I/O thread drives it.
+    pinned: bool,
+    /// The socket is closed: nothing drives it any more.
+    closed: bool,
 }
 
-/// The way into an I/O thread.
+/// How application threads (and the reactor itself) reach a socket's reactor:
+/// a task queue and a waker in the reactor's epoll set.
+#[derive(Debug)]
+pub(crate) struct Doorbell {
+    inbox: Mutex<Vec<Task>>,
+    waker: Waker,
+    /// The reactor's epoll descriptor, for the I/O thread's set.
+    reactor_fd: RawFd,
+    drive: Mutex<Drive>,
+    /// The I/O thread, and the socket's key there.
+    io: OnceLock<(Arc<IoHandle>, usize)>,
+}
+
+impl Doorbell {
+    pub(crate) fn new(waker: Waker, reactor_fd: RawFd) -> Doorbell {
+        Doorbell {
+            inbox: Mutex::new(Vec::new()),
+            waker,
+            reactor_fd,
+            drive: Mutex::new(Drive::default()),
+            io: OnceLock::new(),
+        }
+    }
+
+    fn drive(&self) -> MutexGuard<'_, Drive> {
+        self.drive.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a task for the reactor and makes sure something will run it.
+    pub(crate) fn submit(&self, task: Task) {
+        let was_empty = {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            let was_empty = inbox.is_empty();
+            inbox.push(task);
+            was_empty
+        };
+        if was_empty {
+            let _ = self.waker.wake();
+        }
+        self.ensure_watched();
+    }
+
+    /// Queues a task that only matters to whoever drives the reactor next
+    /// (room made in a queue): wakes a driver blocked in it now, but does not
+    /// call the I/O thread in for a reactor an application thread leases.
+    /// While an application drains its queue this costs no system call: the
+    /// thread finds the task when it next drives, once the queue is empty.
+    pub(crate) fn submit_lazy(&self, task: Task) {
+        let was_empty = {
+            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            let was_empty = inbox.is_empty();
+            inbox.push(task);
+            was_empty
+        };
+        let d = self.drive();
+        if was_empty && (d.armed || d.drivers > 0 || d.pinned || d.closed) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Whether tasks wait: a step must not block before taking them.
+    pub(crate) fn has_tasks(&self) -> bool {
+        !self
+            .inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    pub(crate) fn take(&self, into: &mut Vec<Task>) {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *inbox, into);
+    }
+
+    /// Arms the reactor in its I/O thread unless an application thread is
+    /// driving it right now (which then sees the task itself).
+    pub(crate) fn ensure_watched(&self) {
+        let mut d = self.drive();
+        if !d.armed && d.drivers == 0 && !d.closed {
+            self.arm(&mut d);
+        }
+    }
+
+    fn arm(&self, d: &mut Drive) {
+        if let Some((io, key)) = self.io.get() {
+            let registered = io.registry.register(
+                &mut SourceFd(&self.reactor_fd),
+                Token(*key),
+                Interest::READABLE,
+            );
+            d.armed = registered.is_ok();
+        }
+    }
+
+    fn disarm(&self, d: &mut Drive) {
+        if let Some((io, key)) = self.io.get() {
+            let _ = io.registry.deregister(&mut SourceFd(&self.reactor_fd));
+            d.armed = false;
+            if !d.lease_pending {
+                d.lease_pending = true;
+                io.submit(IoTask::Lease(*key));
+            }
+        }
+    }
+
+    /// Only the I/O thread drives the reactor from now on.
+    pub(crate) fn pin(&self) {
+        let mut d = self.drive();
+        d.pinned = true;
+        if !d.armed && d.drivers == 0 && !d.closed {
+            self.arm(&mut d);
+        }
+    }
+
+    /// An application thread may drive the reactor now: takes the driver's
+    /// place (disarming the I/O thread's watch) and returns true, or false if
+    /// it may not (pinned, closed).
+    pub(crate) fn enter(&self) -> bool {
+        let mut d = self.drive();
+        if d.pinned || d.closed {
+            return false;
+        }
+        if d.armed {
+            self.disarm(&mut d);
+        }
+        d.drivers += 1;
+        true
+    }
+
+    /// The application thread stopped driving.
+    pub(crate) fn leave(&self) {
+        let mut d = self.drive();
+        d.drivers -= 1;
+        d.last_drive = Some(Instant::now());
+    }
+
+    /// Whether the reactor is out of the I/O thread's set (an application
+    /// thread leases it), so that nothing reads it unless someone drives.
+    pub(crate) fn leased(&self) -> bool {
+        let d = self.drive();
+        !d.armed && !d.pinned && !d.closed
+    }
+
+    /// The socket is closed: takes the reactor out of its I/O thread for good.
+    pub(crate) fn close(&self) {
+        let mut d = self.drive();
+        d.closed = true;
+        if let Some((io, key)) = self.io.get() {
+            if d.armed {
+                let _ = io.registry.deregister(&mut SourceFd(&self.reactor_fd));
+                d.armed = false;
+            }
+            io.submit(IoTask::Remove(*key));
+        }
+    }
+}
+
+/// Work for an I/O thread itself.
+#[derive(Debug)]
+enum IoTask {
+    /// Check whether a socket's lease ran out.
+    Lease(usize),
+    /// Forget a closed socket.
+    Remove(usize),
+}
+
+/// An I/O thread: the sockets assigned to it, and the way to wake it.
 #[derive(Debug)]
 pub(crate) struct IoHandle {
+    registry: Registry,
     waker: Waker,
-    inbox: Mutex<Vec<Task>>,
+    inbox: Mutex<Vec<IoTask>>,
+    sockets: Mutex<Slab<Arc<Core>>>,
 }
 
 impl IoHandle {
-    /// Queues a task and wakes the thread if its queue was empty (if not, it
-    /// has been woken already and has not yet taken the queue).
-    pub(crate) fn submit(&self, task: Task) {
+    fn submit(&self, task: IoTask) {
         let was_empty = {
             let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
             let was_empty = inbox.is_empty();
@@ -82,960 +247,107 @@ impl IoHandle {
         }
     }
 
-    fn take(&self, into: &mut Vec<Task>) {
-        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *inbox, into);
+    fn sockets(&self) -> MutexGuard<'_, Slab<Arc<Core>>> {
+        self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Assigns a new socket to this thread, which watches its reactor from now on.
+    pub(crate) fn add(self: &Arc<IoHandle>, core: &Arc<Core>) {
+        let key = self.sockets().insert(core.clone());
+        let _ = core.doorbell.io.set((self.clone(), key));
+        core.doorbell.ensure_watched();
     }
 }
 
 /// Starts I/O thread number `index`.
-pub(crate) fn start(index: usize) -> io::Result<Arc<IoHandle>> {
+pub(crate) fn start(index: usize) -> std::io::Result<Arc<IoHandle>> {
     let poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKE)?;
     let handle = Arc::new(IoHandle {
+        registry: poll.registry().try_clone()?,
         waker,
         inbox: Mutex::new(Vec::new()),
+        sockets: Mutex::new(Slab::new()),
     });
-    let timers = Timers::new()?;
-    poll.registry().register(
-        &mut SourceFd(&timers.fd().as_raw_fd()),
-        TIMER,
-        Interest::READABLE,
-    )?;
-    let mut event_loop = Loop {
-        poll,
-        handle: handle.clone(),
-        timers,
-        sources: Slab::new(),
-        next_serial: 1,
-        connectors: Slab::new(),
-        sockets: HashMap::new(),
-        ready: VecDeque::new(),
-        blocked_listeners: Vec::new(),
-    };
+    let h = handle.clone();
     std::thread::Builder::new()
         .name(format!("conduit-io-{index}"))
-        .spawn(move || event_loop.run())?;
+        .spawn(move || run(poll, &h))?;
     Ok(handle)
 }
 
-#[derive(Debug)]
-enum Source {
-    Listener(Listener),
-    Conn(Box<Conn>),
-}
-
-#[derive(Debug)]
-struct Listener {
-    serial: u64,
-    core: Arc<Core>,
-    listen: Listen,
-    endpoint: String,
-    /// Out of descriptors: not accepting until some free up.
-    blocked: bool,
-}
-
-#[derive(Debug)]
-struct Connector {
-    serial: u64,
-    core: Arc<Core>,
-    endpoint: Endpoint,
-    delay: Duration,
-    /// The connection it made, while there is one.
-    conn: Option<usize>,
-}
-
-/// What the thread keeps for one socket.
-#[derive(Debug)]
-struct Entry {
-    core: Arc<Core>,
-    listeners: Vec<usize>,
-    connectors: Vec<usize>,
-    conns: HashSet<usize>,
-    closing: bool,
-    /// Streams closed with data the peer may not have yet: the closing
-    /// application thread waits for them (see `SocketStream::wait_delivered`).
-    lingering: Vec<(Arc<SocketStream>, bool)>,
-}
-
-impl Entry {
-    fn new(core: Arc<Core>) -> Entry {
-        Entry {
-            core,
-            listeners: Vec::new(),
-            connectors: Vec::new(),
-            conns: HashSet::new(),
-            closing: false,
-            lingering: Vec::new(),
+fn run(mut poll: Poll, io: &IoHandle) {
+    let mut events = Events::with_capacity(1024);
+    let mut leases: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut again: Vec<usize> = Vec::new();
+    let mut tasks = Vec::new();
+    loop {
+        let timeout = if !again.is_empty() {
+            Some(Duration::ZERO)
+        } else {
+            leases
+                .peek()
+                .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+        };
+        if poll.poll(&mut events, timeout).is_err() {
+            events.clear();
         }
-    }
-}
-
-struct Loop {
-    poll: Poll,
-    handle: Arc<IoHandle>,
-    timers: Timers,
-    sources: Slab<Source>,
-    next_serial: u64,
-    connectors: Slab<Connector>,
-    sockets: HashMap<u64, Entry>,
-    /// Connections with input left after their read budget.
-    ready: VecDeque<ConnId>,
-    /// Listeners that ran out of descriptors.
-    blocked_listeners: Vec<usize>,
-}
-
-/// How a graceful close of a connection ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Goodbye {
-    /// The socket closes: the closing thread may wait for delivery.
-    SocketClose,
-    /// `disconnect` or `unbind`: nobody waits.
-    Quiet,
-}
-
-impl Loop {
-    fn run(&mut self) {
-        let mut events = Events::with_capacity(1024);
-        let mut tasks = Vec::new();
-        let mut due = Vec::new();
-        loop {
-            let timeout = if self.ready.is_empty() {
-                None
-            } else {
-                Some(Duration::ZERO)
+        let mut keys: Vec<usize> = std::mem::take(&mut again);
+        for event in events.iter() {
+            if event.token() != WAKE {
+                keys.push(event.token().0);
+            }
+        }
+        for key in keys {
+            let Some(core) = io.sockets().get(key).cloned() else {
+                continue;
             };
-            self.timers.arm(Instant::now());
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    // Nothing sensible to do but try again a little later.
-                    std::thread::sleep(Duration::from_millis(10));
+            // An application thread driving it handles what is ready.
+            if let Ok(mut reactor) = core.reactor.try_lock() {
+                reactor.step(Some(Duration::ZERO));
+                if reactor.has_more() {
+                    again.push(key);
                 }
+            }
+        }
+        {
+            let mut inbox = io.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut *inbox, &mut tasks);
+        }
+        let now = Instant::now();
+        for task in tasks.drain(..) {
+            match task {
+                IoTask::Lease(key) => leases.push(Reverse((now + LEASE, key))),
+                IoTask::Remove(key) => {
+                    let mut sockets = io.sockets();
+                    sockets.try_remove(key);
+                }
+            }
+        }
+        while let Some(Reverse((at, key))) = leases.peek().copied() {
+            if at > now {
+                break;
+            }
+            leases.pop();
+            let Some(core) = io.sockets().get(key).cloned() else {
+                continue;
+            };
+            let bell = &core.doorbell;
+            let mut d = bell.drive();
+            if d.closed || d.armed {
+                d.lease_pending = false;
                 continue;
             }
-            let now = Instant::now();
-            for event in events.iter() {
-                match event.token() {
-                    WAKE => {}
-                    TIMER => self.timers.acknowledge(),
-                    Token(token) => self.on_event(token, event, now),
-                }
-            }
-            self.handle.take(&mut tasks);
-            for task in tasks.drain(..) {
-                self.on_task(task, now);
-            }
-            self.timers.due(Instant::now(), &mut due);
-            for timer in due.drain(..) {
-                self.on_timer(timer, Instant::now());
-            }
-            let round = self.ready.len();
-            for _ in 0..round {
-                let Some(id) = self.ready.pop_front() else {
-                    break;
-                };
-                if self.conn_mut(id).is_some() {
-                    self.read(id.token, Instant::now());
-                }
+            let until = d.last_drive.map(|t| t + LEASE);
+            if d.drivers > 0 {
+                leases.push(Reverse((now + LEASE, key)));
+            } else if let Some(until) = until.filter(|&u| u > now) {
+                leases.push(Reverse((until, key)));
+            } else {
+                d.lease_pending = false;
+                bell.arm(&mut d);
+                // Registering reports what is ready already; no step needed here.
             }
         }
-    }
-
-    fn serial(&mut self) -> u64 {
-        self.next_serial += 1;
-        self.next_serial
-    }
-
-    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        match self.sources.get_mut(id.token) {
-            Some(Source::Conn(c)) if c.id.serial == id.serial => Some(c),
-            _ => None,
-        }
-    }
-
-    fn conn_at(&mut self, token: usize) -> Option<&mut Conn> {
-        conn_in(&mut self.sources, token)
-    }
-
-    fn entry(&mut self, core: &Arc<Core>) -> &mut Entry {
-        self.sockets
-            .entry(core.id)
-            .or_insert_with(|| Entry::new(core.clone()))
-    }
-
-    fn on_event(&mut self, token: usize, event: &mio::event::Event, now: Instant) {
-        match self.sources.get(token) {
-            Some(Source::Listener(_)) => self.accept(token, now),
-            Some(Source::Conn(_)) => {
-                let connecting = matches!(
-                    self.conn_at(token).map(|c| &c.phase),
-                    Some(Phase::Connecting)
-                );
-                if connecting {
-                    if event.is_writable() || event.is_error() || event.is_write_closed() {
-                        self.finish_connect(token, now);
-                    }
-                    return;
-                }
-                if event.is_writable() {
-                    self.flush(token);
-                }
-                if (event.is_readable() || event.is_read_closed() || event.is_error())
-                    && self.sources.contains(token)
-                {
-                    self.read(token, now);
-                }
-            }
-            None => {}
-        }
-    }
-
-    fn on_task(&mut self, task: Task, now: Instant) {
-        match task {
-            Task::Bind { core, listen } => {
-                if self.sockets.get(&core.id).is_some_and(|e| e.closing) {
-                    return;
-                }
-                let serial = self.serial();
-                let endpoint = listen.endpoint().to_string();
-                let entry = self.sources.vacant_entry();
-                let token = entry.key();
-                let registered = self.poll.registry().register(
-                    &mut SourceFd(&listen.as_fd().as_raw_fd()),
-                    Token(token),
-                    Interest::READABLE,
-                );
-                if let Err(e) = registered {
-                    core.emit(SocketEvent::AcceptFailed {
-                        endpoint,
-                        error: Error::io("cannot watch the listening socket", e),
-                    });
-                    return;
-                }
-                entry.insert(Source::Listener(Listener {
-                    serial,
-                    core: core.clone(),
-                    listen,
-                    endpoint,
-                    blocked: false,
-                }));
-                self.entry(&core).listeners.push(token);
-                // Connections may have queued before we watched it.
-                self.accept(token, now);
-            }
-            Task::Connect { core, endpoint } => {
-                if self.sockets.get(&core.id).is_some_and(|e| e.closing) {
-                    return;
-                }
-                let serial = self.serial();
-                let delay = core.options.reconnect_ivl;
-                let id = self.connectors.insert(Connector {
-                    serial,
-                    core: core.clone(),
-                    endpoint,
-                    delay,
-                    conn: None,
-                });
-                self.entry(&core).connectors.push(id);
-                self.connect(id, now);
-            }
-            Task::Unbind { core, endpoint } => self.unbind(&core, &endpoint),
-            Task::Disconnect { core, endpoint } => self.disconnect(&core, &endpoint),
-            Task::TailFlush(id) => {
-                let Some(conn) = self.conn_mut(id) else {
-                    return;
-                };
-                let appended = conn.out.lock().appended();
-                self.timers.add(
-                    now + TAIL_WAIT,
-                    Timer::TailFlush {
-                        conn: Timer::conn(id),
-                        appended,
-                        wait_us: TAIL_WAIT.as_micros() as u32,
-                    },
-                );
-            }
-            Task::Writable(id) => {
-                if self.conn_mut(id).is_some() {
-                    self.flush(id.token);
-                }
-            }
-            Task::Resume(id) => self.resume(id, now),
-            Task::ResumeAll(core_id) => {
-                let Some(entry) = self.sockets.get(&core_id) else {
-                    return;
-                };
-                let ids: Vec<ConnId> = entry
-                    .conns
-                    .iter()
-                    .filter_map(|&t| match self.sources.get(t) {
-                        Some(Source::Conn(c)) if c.paused => Some(c.id),
-                        _ => None,
-                    })
-                    .collect();
-                for id in ids {
-                    self.resume(id, now);
-                }
-            }
-            Task::Kick(id, error) => {
-                if self.conn_mut(id).is_some() {
-                    self.end(id.token, Ended { error: Some(error) }, now);
-                }
-            }
-            Task::Close(core) => self.close(&core, now),
-            Task::Abort(core) => self.abort(&core, now),
-        }
-    }
-
-    fn on_timer(&mut self, timer: Timer, now: Instant) {
-        match timer {
-            Timer::TailFlush {
-                conn: (token, serial),
-                appended,
-                wait_us,
-            } => {
-                let id = ConnId { token, serial };
-                let Some(conn) = self.conn_mut(id) else {
-                    return;
-                };
-                if conn.want_write {
-                    return; // writability drives it now
-                }
-                let (empty, now_appended) = {
-                    let st = conn.out.lock();
-                    (st.is_empty(), st.appended())
-                };
-                let wait = Duration::from_micros(wait_us.into());
-                if !empty && now_appended != appended && wait < TAIL_WAIT_MAX {
-                    // Still growing: the sender writes whole batches itself;
-                    // look again later, less often.
-                    let wait = (wait * 2).min(TAIL_WAIT_MAX);
-                    self.timers.add(
-                        now + wait,
-                        Timer::TailFlush {
-                            conn: (token, serial),
-                            appended: now_appended,
-                            wait_us: wait.as_micros() as u32,
-                        },
-                    );
-                    return;
-                }
-                self.flush(token);
-            }
-            Timer::Handshake((token, serial)) => {
-                let id = ConnId { token, serial };
-                let Some(conn) = self.conn_mut(id) else {
-                    return;
-                };
-                if matches!(conn.phase, Phase::Active { .. }) {
-                    return;
-                }
-                let timeout = conn.core.options.channel.handshake_timeout;
-                self.end(
-                    token,
-                    Ended {
-                        error: Some(Error::HandshakeTimeout(timeout)),
-                    },
-                    now,
-                );
-            }
-            Timer::Heartbeat((token, serial)) => {
-                let id = ConnId { token, serial };
-                let Some(conn) = self.conn_mut(id) else {
-                    return;
-                };
-                match conn.on_heartbeat(now) {
-                    Ok(()) => {
-                        if let Some(at) = conn.heartbeat.poll_timeout() {
-                            self.timers.add(at, Timer::Heartbeat((token, serial)));
-                        }
-                    }
-                    Err(ended) => self.end(token, ended, now),
-                }
-            }
-            Timer::Reconnect(id, serial) => {
-                if self
-                    .connectors
-                    .get(id)
-                    .is_some_and(|c| c.serial == serial && c.conn.is_none())
-                {
-                    self.connect(id, now);
-                }
-            }
-            Timer::Accept(token, serial) => {
-                if let Some(Source::Listener(l)) = self.sources.get_mut(token) {
-                    if l.serial == serial {
-                        l.blocked = false;
-                        self.accept(token, now);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Accepts every waiting connection on a listener.
-    fn accept(&mut self, token: usize, now: Instant) {
-        loop {
-            let Some(Source::Listener(l)) = self.sources.get_mut(token) else {
-                return;
-            };
-            if l.blocked {
-                return;
-            }
-            match l.listen.accept() {
-                Ok((stream, from)) => {
-                    let core = l.core.clone();
-                    let link = format!("{} from {from}", l.endpoint);
-                    core.emit(SocketEvent::Connected { link: link.clone() });
-                    self.add_conn(core, stream, link, Origin::Accepted(token), false, now);
-                }
-                Err(e) => {
-                    let io = e.io_error();
-                    if io.is_some_and(|io| io.kind() == io::ErrorKind::WouldBlock) {
-                        return;
-                    }
-                    let out_of_fds = io
-                        .and_then(|io| io.raw_os_error())
-                        .is_some_and(|c| c == libc::EMFILE || c == libc::ENFILE);
-                    if out_of_fds {
-                        // Say so once, keep serving the peers we have, and try
-                        // again when a descriptor frees up (or a little later).
-                        l.blocked = true;
-                        let (core, endpoint, serial) =
-                            (l.core.clone(), l.endpoint.clone(), l.serial);
-                        if !self.blocked_listeners.contains(&token) {
-                            self.blocked_listeners.push(token);
-                            core.emit(SocketEvent::AcceptFailed { endpoint, error: e });
-                        }
-                        self.timers
-                            .add(now + ACCEPT_RETRY, Timer::Accept(token, serial));
-                        return;
-                    }
-                    // A connection that went away before we took it, say: the
-                    // next one is unaffected.
-                    let core = l.core.clone();
-                    core.emit(SocketEvent::AcceptFailed {
-                        endpoint: l.endpoint.clone(),
-                        error: e,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Descriptors freed up: listeners that ran out try again.
-    fn retry_blocked_listeners(&mut self, now: Instant) {
-        for token in std::mem::take(&mut self.blocked_listeners) {
-            if let Some(Source::Listener(l)) = self.sources.get_mut(token) {
-                l.blocked = false;
-                self.accept(token, now);
-            }
-        }
-    }
-
-    /// Registers a new connection and starts its handshake (or waits for its
-    /// connect to finish).
-    fn add_conn(
-        &mut self,
-        core: Arc<Core>,
-        stream: SocketStream,
-        link: String,
-        origin: Origin,
-        connecting: bool,
-        now: Instant,
-    ) -> Option<usize> {
-        let serial = self.serial();
-        let entry = self.sources.vacant_entry();
-        let token = entry.key();
-        let id = ConnId { token, serial };
-        let interest = if connecting {
-            Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        if let Err(e) = self.poll.registry().register(
-            &mut SourceFd(&stream.as_fd().as_raw_fd()),
-            Token(token),
-            interest,
-        ) {
-            core.emit(SocketEvent::HandshakeFailed {
-                link,
-                error: Error::io("cannot watch the connection", e),
-            });
-            return None;
-        }
-        let stream = Arc::new(stream);
-        let out = Arc::new(PeerOut::new(
-            stream.clone(),
-            self.handle.clone(),
-            id,
-            core.options.channel.sndhwm,
-        ));
-        let timeout = core.options.channel.handshake_timeout;
-        let mut conn = Conn::new(id, core.clone(), stream, link, origin, out, now);
-        if !connecting {
-            conn.start_handshake();
-        }
-        entry.insert(Source::Conn(Box::new(conn)));
-        self.entry(&core).conns.insert(token);
-        self.timers
-            .add(now + timeout, Timer::Handshake(Timer::conn(id)));
-        if !connecting {
-            // What arrived with the connection makes no new edge.
-            self.read(token, now);
-        }
-        Some(token)
-    }
-
-    /// Starts (or restarts) connector `id`'s connection.
-    fn connect(&mut self, id: usize, now: Instant) {
-        let Some(c) = self.connectors.get(id) else {
-            return;
-        };
-        let (core, endpoint) = (c.core.clone(), c.endpoint.clone());
-        match connect::start(&endpoint) {
-            Ok(connecting) => {
-                let done = connecting.done;
-                let link = endpoint.to_string();
-                let token = self.add_conn(
-                    core,
-                    connecting.stream,
-                    link,
-                    Origin::Connected(id),
-                    true,
-                    now,
-                );
-                if let Some(c) = self.connectors.get_mut(id) {
-                    c.conn = token;
-                }
-                match token {
-                    Some(token) if done => self.finish_connect(token, now),
-                    Some(_) => {}
-                    None => self.retry(id, None, now),
-                }
-            }
-            Err(e) => self.retry(id, Some(e), now),
-        }
-    }
-
-    /// Schedules connector `id`'s next attempt, doubling its delay.
-    fn retry(&mut self, id: usize, error: Option<Error>, now: Instant) {
-        let Some(c) = self.connectors.get_mut(id) else {
-            return;
-        };
-        c.conn = None;
-        let delay = c.delay;
-        let max = c
-            .core
-            .options
-            .reconnect_ivl_max
-            .max(c.core.options.reconnect_ivl);
-        c.delay = (delay * 2).min(max);
-        c.core.emit(SocketEvent::Retrying {
-            endpoint: c.endpoint.to_string(),
-            delay,
-            error,
-        });
-        self.timers.add(now + delay, Timer::Reconnect(id, c.serial));
-    }
-
-    fn finish_connect(&mut self, token: usize, now: Instant) {
-        let Some(conn) = self.conn_at(token) else {
-            return;
-        };
-        let Origin::Connected(cid) = conn.origin else {
-            return;
-        };
-        let endpoint = match self.connectors.get(cid) {
-            Some(c) => c.endpoint.clone(),
-            None => return self.end(token, Ended { error: None }, now),
-        };
-        let conn = self.conn_at(token).expect("checked above");
-        if let Err(e) = connect::finish(&conn.stream, &endpoint) {
-            return self.end(token, Ended { error: Some(e) }, now);
-        }
-        conn.core.emit(SocketEvent::Connected {
-            link: conn.link.clone(),
-        });
-        let fd = conn.stream.as_fd().as_raw_fd();
-        if let Err(e) =
-            self.poll
-                .registry()
-                .reregister(&mut SourceFd(&fd), Token(token), Interest::READABLE)
-        {
-            let error = Error::io("cannot watch the connection", e);
-            return self.end(token, Ended { error: Some(error) }, now);
-        }
-        let conn = self.conn_at(token).expect("checked above");
-        conn.start_handshake();
-        self.read(token, now);
-    }
-
-    /// Reads what a connection has: the handshake, then messages.
-    fn read(&mut self, token: usize, now: Instant) {
-        let Some(conn) = self.conn_at(token) else {
-            return;
-        };
-        if matches!(conn.phase, Phase::Handshaking(_)) {
-            match conn.read_handshake() {
-                Ok(Some(info)) => {
-                    if !self.activate(token, info, now) {
-                        return;
-                    }
-                }
-                Ok(None) => return,
-                Err(ended) => return self.end(token, ended, now),
-            }
-        }
-        let Some(conn) = conn_in(&mut self.sources, token) else {
-            return;
-        };
-        match conn.read_active(now, READ_BUDGET) {
-            Ok(Read::More) => self.ready.push_back(conn.id),
-            Ok(Read::Drained | Read::Paused) => {}
-            Err(ended) => self.end(token, ended, now),
-        }
-    }
-
-    /// The handshake completed: puts the peer in service. False if it was
-    /// turned away (the connection is gone).
-    fn activate(&mut self, token: usize, info: conduit_proto::PeerInfo, now: Instant) -> bool {
-        let conn = conn_in(&mut self.sources, token).expect("a connection");
-        let core = conn.core.clone();
-        core.emit(SocketEvent::Ready {
-            link: conn.link.clone(),
-            peer: info.socket_type,
-            identity: info.identity.clone(),
-        });
-        match core.add_peer(info.clone(), conn.out.clone()) {
-            Ok(peer_id) => {
-                conn.phase = Phase::Active {
-                    peer_id,
-                    info: Box::new(info),
-                };
-                conn.heartbeat.on_traffic(now);
-                if let Some(at) = conn.heartbeat.poll_timeout() {
-                    let id = conn.id;
-                    self.timers.add(at, Timer::Heartbeat(Timer::conn(id)));
-                }
-                if let Origin::Connected(cid) = conn.origin {
-                    // In service: the next reconnect starts the back-off over.
-                    if let Some(c) = self.connectors.get_mut(cid) {
-                        c.delay = core.options.reconnect_ivl;
-                    }
-                }
-                true
-            }
-            Err(reason) => {
-                core.emit(SocketEvent::Rejected {
-                    link: conn.link.clone(),
-                    reason: reason.clone(),
-                });
-                conn.phase = Phase::Connecting; // no HandshakeFailed for this one
-                self.end(
-                    token,
-                    Ended {
-                        error: Some(Error::Unsupported(reason)),
-                    },
-                    now,
-                );
-                false
-            }
-        }
-    }
-
-    /// Writes what is queued for a connection, watching for writability while
-    /// the kernel is full.
-    fn flush(&mut self, token: usize) {
-        let Some(conn) = conn_in(&mut self.sources, token) else {
-            return;
-        };
-        let (flushed, room) = {
-            let mut st = conn.out.lock();
-            let flushed = conn.out.flush_locked(&mut st);
-            st.set_io_pending(flushed == Flushed::Blocked);
-            let room = st.below_hwm(conn.out.hwm());
-            (flushed, st.take_room_freed(room))
-        };
-        if room {
-            conn.core.room_freed();
-        }
-        let fd = conn.stream.as_fd().as_raw_fd();
-        match flushed {
-            Flushed::Blocked if !conn.want_write => {
-                conn.want_write = true;
-                let _ = self.poll.registry().reregister(
-                    &mut SourceFd(&fd),
-                    Token(token),
-                    Interest::READABLE | Interest::WRITABLE,
-                );
-            }
-            Flushed::Blocked => {}
-            Flushed::Empty => {
-                if conn.want_write {
-                    conn.want_write = false;
-                    let _ = self.poll.registry().reregister(
-                        &mut SourceFd(&fd),
-                        Token(token),
-                        Interest::READABLE,
-                    );
-                }
-                if conn.closing {
-                    self.goodbye(token, Goodbye::SocketClose, Instant::now());
-                }
-            }
-            Flushed::Broken => {
-                let error = Some(Error::Disconnected);
-                self.end(token, Ended { error }, Instant::now());
-            }
-        }
-    }
-
-    fn resume(&mut self, id: ConnId, now: Instant) {
-        let Some(conn) = self.conn_mut(id) else {
-            return;
-        };
-        if !conn.paused {
-            return;
-        }
-        conn.paused = false;
-        match conn.deliver_held() {
-            Ok(true) => self.read(id.token, now),
-            Ok(false) => {}
-            Err(ended) => self.end(id.token, ended, now),
-        }
-    }
-
-    /// Takes a connection out of the slab and the poll.
-    fn remove(&mut self, token: usize) -> Option<Box<Conn>> {
-        let Some(Source::Conn(_)) = self.sources.get(token) else {
-            return None;
-        };
-        let Some(Source::Conn(conn)) = self.sources.try_remove(token) else {
-            return None;
-        };
-        let fd = conn.stream.as_fd().as_raw_fd();
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-        if let Some(entry) = self.sockets.get_mut(&conn.core.id) {
-            entry.conns.remove(&token);
-        }
-        Some(conn)
-    }
-
-    /// A connection ended: takes the peer out of service, reports it, and
-    /// reconnects if it was ours to make.
-    fn end(&mut self, token: usize, ended: Ended, now: Instant) {
-        let Some(conn) = self.remove(token) else {
-            return;
-        };
-        let core = conn.core.clone();
-        let closing = self.sockets.get(&core.id).is_some_and(|e| e.closing);
-        conn.out
-            .set_broken(ended.error.clone().unwrap_or(Error::Disconnected));
-        match &conn.phase {
-            Phase::Active { peer_id, .. } => {
-                core.remove_peer(*peer_id);
-                core.emit(SocketEvent::Disconnected {
-                    link: conn.link.clone(),
-                    error: ended.error.clone(),
-                });
-            }
-            Phase::Handshaking(_) if !closing => core.emit(SocketEvent::HandshakeFailed {
-                link: conn.link.clone(),
-                error: ended.error.clone().unwrap_or(Error::ClosedDuringHandshake),
-            }),
-            _ => {}
-        }
-        let connector = match conn.origin {
-            Origin::Connected(cid) if !closing => Some(cid),
-            _ => None,
-        };
-        drop(conn);
-        self.after_close(&core, now);
-        if let Some(cid) = connector {
-            // Unless `disconnect` removed it meanwhile.
-            if self
-                .connectors
-                .get(cid)
-                .is_some_and(|c| c.conn == Some(token))
-            {
-                self.retry(cid, ended.error, now);
-            }
-        }
-    }
-
-    /// A descriptor was freed and a socket may have finished closing.
-    fn after_close(&mut self, core: &Arc<Core>, now: Instant) {
-        if !self.blocked_listeners.is_empty() {
-            self.retry_blocked_listeners(now);
-        }
-        let done = self
-            .sockets
-            .get(&core.id)
-            .is_some_and(|e| e.closing && e.conns.is_empty());
-        if done {
-            let entry = self.sockets.remove(&core.id).expect("checked");
-            entry.core.io_closed(entry.lingering);
-        }
-    }
-
-    /// Closes a connection whose queue is written: half-close, so the peer
-    /// reads the end after the last message.
-    fn goodbye(&mut self, token: usize, how: Goodbye, now: Instant) {
-        let Some(mut conn) = self.remove(token) else {
-            return;
-        };
-        let core = conn.core.clone();
-        let owed = {
-            let st = conn.out.lock();
-            st.sent_any() && !st.is_broken()
-        };
-        let _ = crate::transport::Transport::shutdown_write(&*conn.stream);
-        conn.discard_input();
-        if let Some(peer_id) = conn.peer_id() {
-            core.remove_peer(peer_id);
-            core.emit(SocketEvent::Disconnected {
-                link: conn.link.clone(),
-                error: None,
-            });
-        }
-        if how == Goodbye::SocketClose && owed && conn.peer_id().is_some() {
-            let until_read = !conn.peer_is_conduit();
-            if let Some(entry) = self.sockets.get_mut(&core.id) {
-                entry.lingering.push((conn.stream.clone(), until_read));
-            }
-        }
-        conn.out.set_broken(Error::SocketClosed);
-        drop(conn);
-        self.after_close(&core, now);
-    }
-
-    /// Closes a connection gracefully: now if nothing is queued, else once it
-    /// is written.
-    fn close_conn(&mut self, token: usize, how: Goodbye, now: Instant) {
-        let Some(conn) = self.conn_at(token) else {
-            return;
-        };
-        if conn.peer_id().is_none() {
-            let error = Some(Error::SocketClosed);
-            return self.end(token, Ended { error }, now);
-        }
-        conn.closing = true;
-        let empty = conn.out.lock().is_empty();
-        if empty {
-            self.goodbye(token, how, now);
-        } else if how == Goodbye::Quiet {
-            // Nobody waits for it: write what we can, then close.
-            self.flush(token);
-            self.goodbye(token, how, now);
-        } else {
-            self.flush(token);
-        }
-    }
-
-    fn close(&mut self, core: &Arc<Core>, now: Instant) {
-        let entry = self.entry(core);
-        entry.closing = true;
-        let listeners = std::mem::take(&mut entry.listeners);
-        let connectors = std::mem::take(&mut entry.connectors);
-        let conns: Vec<usize> = entry.conns.iter().copied().collect();
-        for token in listeners {
-            self.remove_listener(token);
-        }
-        for id in connectors {
-            self.connectors.try_remove(id);
-        }
-        for token in conns {
-            self.close_conn(token, Goodbye::SocketClose, now);
-        }
-        self.after_close(core, now);
-    }
-
-    fn abort(&mut self, core: &Arc<Core>, now: Instant) {
-        let conns: Vec<usize> = match self.sockets.get(&core.id) {
-            Some(entry) => entry.conns.iter().copied().collect(),
-            None => return,
-        };
-        for token in conns {
-            if let Some(conn) = self.remove(token) {
-                conn.stream.shutdown_both();
-                conn.out.set_broken(Error::SocketClosed);
-                if let Some(peer_id) = conn.peer_id() {
-                    conn.core.remove_peer(peer_id);
-                }
-            }
-        }
-        self.after_close(core, now);
-    }
-
-    fn remove_listener(&mut self, token: usize) {
-        if let Some(Source::Listener(l)) = self.sources.get(token) {
-            let fd = l.listen.as_fd().as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-            // Dropping it closes it, and removes an ipc socket file.
-            self.sources.remove(token);
-            self.blocked_listeners.retain(|&t| t != token);
-        }
-    }
-
-    fn unbind(&mut self, core: &Arc<Core>, endpoint: &str) {
-        let Some(entry) = self.sockets.get_mut(&core.id) else {
-            return;
-        };
-        let mut found = Vec::new();
-        entry.listeners.retain(|&token| {
-            let hit = matches!(self.sources.get(token),
-                Some(Source::Listener(l)) if l.endpoint == endpoint);
-            if hit {
-                found.push(token);
-            }
-            !hit
-        });
-        let conns: Vec<usize> = entry
-            .conns
-            .iter()
-            .copied()
-            .filter(|&t| {
-                matches!(self.sources.get(t),
-                    Some(Source::Conn(c)) if matches!(c.origin, Origin::Accepted(l) if found.contains(&l)))
-            })
-            .collect();
-        for token in found {
-            self.remove_listener(token);
-        }
-        let now = Instant::now();
-        for token in conns {
-            self.close_conn(token, Goodbye::Quiet, now);
-        }
-    }
-
-    fn disconnect(&mut self, core: &Arc<Core>, endpoint: &str) {
-        let Some(entry) = self.sockets.get_mut(&core.id) else {
-            return;
-        };
-        let mut conns = Vec::new();
-        let connectors = &mut self.connectors;
-        entry.connectors.retain(|&id| {
-            let hit = connectors
-                .get(id)
-                .is_some_and(|c| c.endpoint.to_string() == endpoint);
-            if hit {
-                if let Some(c) = connectors.try_remove(id) {
-                    conns.extend(c.conn);
-                }
-            }
-            !hit
-        });
-        let now = Instant::now();
-        for token in conns {
-            self.close_conn(token, Goodbye::Quiet, now);
-        }
-    }
-}
-
-fn conn_in(sources: &mut Slab<Source>, token: usize) -> Option<&mut Conn> {
-    match sources.get_mut(token) {
-        Some(Source::Conn(c)) => Some(c),
-        _ => None,
     }
 }

@@ -6,14 +6,19 @@
 //! - A process has [`io_threads`] I/O threads (default 1; `CONDUIT_IO_THREADS`
 //!   in the environment, or [`set_io_threads`] before the first socket). They
 //!   start with the first `Socket` and live as long as the process.
-//! - A socket is assigned to one I/O thread (round-robin) for its whole life;
-//!   that thread owns every listener and connection of the socket: it accepts,
-//!   connects and reconnects, runs handshakes and their timeouts, heartbeats,
-//!   reads into the peers' inbound queues and writes what application threads
-//!   left queued. Nothing else reads a connection or closes its descriptor.
-//! - Application threads reach an I/O thread only through [`IoHandle::submit`]
-//!   (a queue plus one waker), and may write to a connection themselves only
-//!   while its send queue is empty (`out.rs`): bytes are never reordered.
+//! - Each socket has a reactor (`reactor.rs`): an epoll set of its own over its
+//!   listeners and connections, its timers, and a doorbell (a task queue and a
+//!   waker). The reactor accepts, connects and reconnects, runs handshakes and
+//!   their timeouts, heartbeats, reads into the peers' inbound queues and
+//!   writes what application threads left queued. Nothing else reads a
+//!   connection or closes its descriptor.
+//! - A socket is assigned to one I/O thread (round-robin) for its whole life,
+//!   which runs its reactor whenever it has work; an application thread about
+//!   to sleep waiting on the socket runs it instead (`io_thread.rs` says when,
+//!   and why).
+//! - Application threads reach a reactor only through its [`Doorbell`], and
+//!   may write to a connection themselves only while its send queue is empty
+//!   (`out.rs`): bytes are never reordered.
 //! - Events flow back as values: the I/O thread delivers messages into the
 //!   socket's state under its lock and signals the socket's condition variable;
 //!   it never calls application code while holding a lock (the monitor callback
@@ -21,9 +26,10 @@
 //!
 //! # Lock order
 //!
-//! `Core::state` (the socket's pattern state), then `PeerOut::state` (one
-//! peer's send queue), then `IoHandle::inbox`. The I/O thread never takes
-//! `Core::state` while holding a `PeerOut` lock.
+//! `Core::reactor`, then `Core::state` (the socket's pattern state), then
+//! `PeerOut::state` (one peer's send queue), then the doorbell's locks.
+//! Application threads take a reactor only with `try_lock`, never while
+//! holding another of these.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -34,9 +40,11 @@ mod conn;
 mod connect;
 mod io_thread;
 pub(crate) mod out;
+mod reactor;
 mod timers;
 
-pub(crate) use io_thread::{IoHandle, Task};
+pub(crate) use io_thread::{Doorbell, IoHandle};
+pub(crate) use reactor::{Reactor, Task};
 
 /// The I/O threads of this process, made on first use.
 struct Engine {

@@ -29,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use conduit_proto::{Command, Message, SendBuffer};
 
-use super::io_thread::{IoHandle, Task};
+use super::io_thread::Doorbell;
+use super::reactor::Task;
 use crate::error::Error;
 use crate::transport::socket::SocketStream;
 use crate::transport::{Transport, Wait};
@@ -98,7 +99,7 @@ pub(crate) enum Refused {
 /// A peer's send queue.
 #[derive(Debug)]
 pub(crate) struct PeerOut {
-    io: Arc<IoHandle>,
+    io: Arc<Doorbell>,
     conn: ConnId,
     hwm: usize,
     batch_msgs: usize,
@@ -119,7 +120,7 @@ pub(crate) enum Flushed {
 impl PeerOut {
     pub(crate) fn new(
         stream: Arc<SocketStream>,
-        io: Arc<IoHandle>,
+        io: Arc<Doorbell>,
         conn: ConnId,
         hwm: usize,
     ) -> PeerOut {

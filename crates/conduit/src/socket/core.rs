@@ -21,7 +21,7 @@ use conduit_proto::{Command, Message, PeerInfo, SocketType, SubscriptionMessage,
 use super::events::SocketEvent;
 use super::options::SocketOptions;
 use crate::engine::out::{PeerOut, Unbounded};
-use crate::engine::{IoHandle, Task};
+use crate::engine::{Doorbell, Reactor, Task};
 use crate::error::Error;
 use crate::transport::Wait;
 use crate::transport::socket::SocketStream;
@@ -109,6 +109,8 @@ pub(crate) struct State {
     ready_signalled: bool,
     /// Pollers waiting for this socket to accept a send.
     pub(crate) send_watchers: usize,
+    /// Bumped by every change an application thread may wait for.
+    pub(crate) changes: u64,
 }
 
 impl State {
@@ -190,7 +192,10 @@ pub(crate) struct Core {
     pub(crate) id: u64,
     pub(crate) kind: SocketType,
     pub(crate) options: SocketOptions,
-    pub(crate) io: Arc<IoHandle>,
+    /// The socket's I/O: driven by its I/O thread, or by an application
+    /// thread waiting on the socket (`engine/io_thread.rs`).
+    pub(crate) reactor: Mutex<Reactor>,
+    pub(crate) doorbell: Arc<Doorbell>,
     pub(crate) state: Mutex<State>,
     pub(crate) app: Condvar,
     pub(crate) readiness: Readiness,
@@ -207,16 +212,19 @@ pub(crate) enum Gave {
 impl Core {
     pub(crate) fn new(kind: SocketType, options: SocketOptions) -> Result<Arc<Core>, Error> {
         let io = crate::engine::assign()?;
+        let (reactor, doorbell) =
+            Reactor::new().map_err(|e| Error::io("cannot make the socket's event loop", e))?;
         let state = State {
             // libzmq starts generated routing ids at a random number.
             next_routing_id: random_u32(),
             ..State::default()
         };
-        Ok(Arc::new(Core {
+        let core = Arc::new(Core {
             id: NEXT_SOCKET_ID.fetch_add(1, Ordering::Relaxed),
             kind,
             options,
-            io,
+            reactor: Mutex::new(reactor),
+            doorbell,
             state: Mutex::new(state),
             app: Condvar::new(),
             readiness: Readiness {
@@ -226,7 +234,9 @@ impl Core {
                     .map_err(|e| Error::io("cannot make the readiness descriptor", e))?,
                 used: AtomicBool::new(false),
             },
-        }))
+        });
+        io.add(&core);
+        Ok(core)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -242,6 +252,7 @@ impl Core {
     /// Wakes application threads waiting for a change, and brings the
     /// readiness descriptors up to date.
     pub(crate) fn notify_app(&self, st: &mut State) {
+        st.changes = st.changes.wrapping_add(1);
         if st.app_waiting > 0 {
             self.app.notify_all();
         }
@@ -272,6 +283,9 @@ impl Core {
     /// The receive readiness descriptor, kept up to date from now on.
     pub(crate) fn recv_fd(&self) -> BorrowedFd<'_> {
         if !self.readiness.used.swap(true, Ordering::Relaxed) {
+            // Its application waits on the descriptor, not in the socket: only
+            // the I/O thread can read for it.
+            self.doorbell.pin();
             let mut st = self.lock();
             self.update_readiness(&mut st);
         }
@@ -288,7 +302,9 @@ impl Core {
         unsignal(&self.readiness.send);
     }
 
-    /// Waits for a change an application thread cares about, within `wait`.
+    /// Waits for a change an application thread cares about, within `wait`:
+    /// drives the socket's reactor meanwhile if nobody else does, else sleeps
+    /// until the one that does signals a change.
     pub(crate) fn wait_app<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
@@ -298,22 +314,37 @@ impl Core {
             return Err((st, Gave::Closing));
         }
         let deadline = match wait {
-            Wait::Never => return Err((st, Gave::Up)),
+            Wait::Never => {
+                // Nothing reads a leased reactor unless someone drives it.
+                if self.doorbell.leased() {
+                    drop(st);
+                    self.drive(Some(std::time::Duration::ZERO));
+                    st = self.lock();
+                }
+                return Err((st, Gave::Up));
+            }
             Wait::Forever => None,
             Wait::Until(d) => Some(d),
         };
-        st.app_waiting += 1;
-        st = match deadline {
-            None => self.app.wait(st).unwrap_or_else(|e| e.into_inner()),
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                self.app
-                    .wait_timeout(st, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0
+        let seen = st.changes;
+        match self.try_drive(st, seen, deadline) {
+            Ok(guard) => st = guard,
+            Err(guard) => {
+                st = guard;
+                st.app_waiting += 1;
+                st = match deadline {
+                    None => self.app.wait(st).unwrap_or_else(|e| e.into_inner()),
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        self.app
+                            .wait_timeout(st, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0
+                    }
+                };
+                st.app_waiting -= 1;
             }
-        };
-        st.app_waiting -= 1;
+        }
         if st.closing {
             return Err((st, Gave::Closing));
         }
@@ -321,6 +352,56 @@ impl Core {
             return Err((st, Gave::Up));
         }
         Ok(st)
+    }
+
+    /// Runs one step of the reactor on this thread, blocking in it until
+    /// something happens or `deadline`, if this thread may drive it and
+    /// nobody else does; hands the state lock back either way.
+    fn try_drive<'a>(
+        &'a self,
+        st: MutexGuard<'a, State>,
+        seen: u64,
+        deadline: Option<Instant>,
+    ) -> Result<MutexGuard<'a, State>, MutexGuard<'a, State>> {
+        let Ok(mut reactor) = self.reactor.try_lock() else {
+            return Err(st);
+        };
+        if !self.doorbell.enter() {
+            return Err(st);
+        }
+        // A change since the caller looked (delivered before we held the
+        // reactor) must not wait for the next one.
+        let changed = st.changes != seen;
+        drop(st);
+        let timeout = if changed {
+            Some(std::time::Duration::ZERO)
+        } else {
+            deadline.map(|d| d.saturating_duration_since(Instant::now()))
+        };
+        reactor.step(timeout);
+        drop(reactor);
+        self.doorbell.leave();
+        let st = self.lock();
+        if st.closing {
+            self.doorbell.ensure_watched();
+        }
+        if st.app_waiting > 0 {
+            // Another thread waits on the socket: one of them drives next.
+            self.app.notify_all();
+        }
+        Ok(st)
+    }
+
+    /// One step of the reactor with `timeout`, if this thread may drive it now.
+    fn drive(&self, timeout: Option<std::time::Duration>) {
+        let Ok(mut reactor) = self.reactor.try_lock() else {
+            return;
+        };
+        if self.doorbell.enter() {
+            reactor.step(timeout);
+            drop(reactor);
+            self.doorbell.leave();
+        }
     }
 
     /// A full send queue has room again (the I/O thread wrote it): senders
@@ -363,7 +444,7 @@ impl Core {
                 st.routing.remove(&info.identity);
                 if let Some(i) = st.slot(holder) {
                     let conn = st.peers[i].peer.out.conn();
-                    self.io.submit(Task::Kick(conn, Error::Disconnected));
+                    self.doorbell.submit(Task::Kick(conn, Error::Disconnected));
                 }
                 routing_id = info.identity.clone();
             } else {
@@ -627,7 +708,7 @@ impl Core {
         st.queued -= 1;
         if st.xpub_blocked && st.xpub_inbound.len() < self.options.rcvhwm {
             st.xpub_blocked = false;
-            self.io.submit(Task::ResumeAll(self.id));
+            self.doorbell.submit_lazy(Task::ResumeAll(self.id));
         }
         self.update_readiness(st);
         Some(msg)
@@ -662,7 +743,8 @@ impl Core {
         let slot = &mut st.peers[i];
         if slot.blocked && slot.inbound.len() < self.options.rcvhwm {
             slot.blocked = false;
-            self.io.submit(Task::Resume(slot.peer.out.conn()));
+            self.doorbell
+                .submit_lazy(Task::Resume(slot.peer.out.conn()));
         }
     }
 

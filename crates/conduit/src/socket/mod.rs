@@ -278,7 +278,7 @@ impl Socket {
         core.emit(SocketEvent::Listening {
             endpoint: bound.to_string(),
         });
-        core.io.submit(Task::Bind {
+        core.doorbell.submit(Task::Bind {
             core: core.clone(),
             listen,
         });
@@ -297,7 +297,7 @@ impl Socket {
             }
             st.connected.push(endpoint.to_string());
         }
-        core.io.submit(Task::Connect {
+        core.doorbell.submit(Task::Connect {
             core: core.clone(),
             endpoint,
         });
@@ -316,7 +316,7 @@ impl Socket {
         };
         st.bound.remove(i);
         drop(st);
-        core.io.submit(Task::Unbind {
+        core.doorbell.submit(Task::Unbind {
             core: core.clone(),
             endpoint,
         });
@@ -335,7 +335,7 @@ impl Socket {
         };
         st.connected.remove(i);
         drop(st);
-        core.io.submit(Task::Disconnect {
+        core.doorbell.submit(Task::Disconnect {
             core: core.clone(),
             endpoint,
         });
@@ -467,7 +467,7 @@ fn shutdown(core: &Arc<Core>) -> Result<(), Error> {
         core.app.notify_all();
         core.notify_app(&mut st);
     }
-    core.io.submit(Task::Close(core.clone()));
+    core.doorbell.submit(Task::Close(core.clone()));
     let mut result = Ok(());
     let mut st = core.lock();
     let mut aborted = false;
@@ -482,7 +482,7 @@ fn shutdown(core: &Arc<Core>) -> Result<(), Error> {
                 "closing gave up on queued messages after the linger time",
                 std::io::ErrorKind::TimedOut.into(),
             ));
-            core.io.submit(Task::Abort(core.clone()));
+            core.doorbell.submit(Task::Abort(core.clone()));
             continue;
         }
         st.app_waiting += 1;
@@ -495,6 +495,7 @@ fn shutdown(core: &Arc<Core>) -> Result<(), Error> {
     }
     let lingering = std::mem::take(&mut st.close.lingering);
     drop(st);
+    core.doorbell.close();
     for (stream, until_read) in lingering {
         stream.wait_delivered(until_read, linger);
     }

@@ -39,11 +39,19 @@ fn threads_stay_flat_and_each_peer_costs_one_descriptor() {
     let mut server = Server::start(TEST, &Config::new(SocketType::Pull, &ep));
     server.wait_line("ENDPOINT", Duration::from_secs(10));
     let pid = server.pid();
+    // One peer first, so that every thread the server starts (its reader
+    // thread starts after it reports its endpoint) is counted before.
+    let first = ChannelBuilder::new()
+        .socket_type(SocketType::Push)
+        .connect(&ep)
+        .unwrap();
+    first.send("hello first").unwrap();
+    server.wait_line("RECV hello first", Duration::from_secs(20));
     let threads_before = status_field(pid, "Threads");
     let fds_before = open_fds(pid);
 
     const PEERS: usize = 200;
-    let mut peers = Vec::new();
+    let mut peers = vec![first];
     for i in 0..PEERS {
         let peer = ChannelBuilder::new()
             .socket_type(SocketType::Push)
