@@ -89,6 +89,10 @@ pub(crate) struct Conn {
     pub(crate) want_write: bool,
     /// An ERROR went to the peer already.
     told: bool,
+    /// The peer shut down its side or the connection broke (epoll said so):
+    /// a short read no longer means there is nothing more, since the end of
+    /// the stream that follows the data brings no new event.
+    pub(crate) read_closed: bool,
 }
 
 impl Conn {
@@ -119,6 +123,7 @@ impl Conn {
             closing: false,
             want_write: false,
             told: false,
+            read_closed: false,
         }
     }
 
@@ -145,16 +150,21 @@ impl Conn {
         }
     }
 
-    /// Reads once into the buffer; `Ok(0)` is the end of the stream.
-    fn fill(&mut self) -> io::Result<usize> {
+    /// Reads once into the buffer; `Ok(0)` is the end of the stream. Also
+    /// says whether the read took less than it asked for: then the kernel had
+    /// no more, and (the epoll set being edge-triggered) more will come with
+    /// a new event, so asking again only to hear "would block" is a system
+    /// call wasted per message.
+    fn fill(&mut self) -> io::Result<(usize, bool)> {
         if self.inbuf.capacity() - self.inbuf.len() < MIN_SPARE {
             self.inbuf.reserve(READ_CHUNK);
         }
         let spare = self.inbuf.spare_capacity_mut();
+        let asked = spare.len();
         let n = self.stream.read(spare, Wait::Never)?;
         // SAFETY: the transport initialized the first `n` bytes of the spare capacity.
         unsafe { self.inbuf.advance_mut(n) };
-        Ok(n)
+        Ok((n, n < asked))
     }
 
     /// Gives the read buffer's memory back when nothing is in it, so that an
@@ -207,7 +217,7 @@ impl Conn {
                 }
             }
             match self.fill() {
-                Ok(0) => return Err(self.read_end(Ok(0))),
+                Ok((0, _)) => return Err(self.read_end(Ok(0))),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(self.read_end(Err(e))),
@@ -268,19 +278,28 @@ impl Conn {
         }
         let mut batch = VecDeque::new();
         let mut reads = 0;
+        let mut drained = false;
         loop {
             self.decode(&mut batch, now)?;
             if !batch.is_empty() && !self.deliver(peer_id, &mut batch)? {
                 self.held = batch;
+                // Not drained: read again on resuming, not on an edge.
                 return Ok(Read::Paused);
+            }
+            if drained {
+                self.trim();
+                return Ok(Read::Drained);
             }
             if reads == budget {
                 return Ok(Read::More);
             }
             reads += 1;
             match self.fill() {
-                Ok(0) => return Err(self.read_end(Ok(0))),
-                Ok(_) => self.heartbeat.on_traffic(now),
+                Ok((0, _)) => return Err(self.read_end(Ok(0))),
+                Ok((_, short)) => {
+                    self.heartbeat.on_traffic(now);
+                    drained = short && !self.read_closed;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.trim();
                     return Ok(Read::Drained);

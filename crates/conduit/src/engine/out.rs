@@ -78,6 +78,10 @@ pub(crate) struct OutState {
     /// The I/O thread will look at the queue (a tail flush is scheduled, or it
     /// waits for the connection to become writable): no need to ask it again.
     io_pending: bool,
+    /// The kernel took less than all last time: writability brings the I/O
+    /// side back, and senders only queue meanwhile (a write per send would
+    /// only hear "would block" again).
+    blocked: bool,
     /// A sender found the queue full: wake senders when it drains.
     was_full: bool,
     /// The sending thread's received-message count at its previous send.
@@ -136,6 +140,7 @@ impl PeerOut {
                 msgs: 0,
                 appended: 0,
                 io_pending: false,
+                blocked: false,
                 was_full: false,
                 seen_received: crate::reader::received_here(),
                 last_send: None,
@@ -173,19 +178,26 @@ impl PeerOut {
         let idle = st.buf.is_empty();
         st.buf.push_message(&msg);
         st.msgs += 1;
-        let now = Instant::now();
-        let streaming = !answering
-            && st
-                .last_send
-                .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
-        st.last_send = Some(now);
-        if idle && (!streaming || msg.size() >= DIRECT_SIZE) {
-            self.write_now(&mut st);
-            return Ok(());
+        if idle {
+            // The only case that needs the clock: a queue that is not empty
+            // means the sender is ahead of the kernel, i.e. streaming.
+            let now = Instant::now();
+            let streaming = !answering
+                && st
+                    .last_send
+                    .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
+            st.last_send = Some(now);
+            if !streaming || msg.size() >= DIRECT_SIZE {
+                self.write_now(&mut st);
+                return Ok(());
+            }
         }
         st.appended += 1;
-        if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
+        if st.blocked {
+            // The I/O side writes once the kernel has room.
+        } else if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
             self.write_now(&mut st);
+            st.last_send = Some(Instant::now());
         } else if !st.io_pending {
             st.io_pending = true;
             self.io.submit(Task::TailFlush(self.conn));
@@ -212,6 +224,9 @@ impl PeerOut {
     /// Writes the queue without blocking; asks the I/O thread to finish it
     /// when the kernel is full.
     fn write_now(&self, st: &mut OutState) {
+        if st.blocked && st.io_pending {
+            return; // writability brings the I/O side back
+        }
         if self.flush_locked(st) == Flushed::Blocked && !st.io_pending {
             st.io_pending = true;
             self.io.submit(Task::Writable(self.conn));
@@ -230,9 +245,13 @@ impl PeerOut {
         match write_out(&stream, &mut st.buf) {
             Ok(()) => {
                 st.msgs = 0;
+                st.blocked = false;
                 Flushed::Empty
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Flushed::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                st.blocked = true;
+                Flushed::Blocked
+            }
             Err(e) => {
                 st.broken = Some(Error::from_stream(e, "cannot write to the stream"));
                 st.buf.clear();

@@ -108,7 +108,8 @@ impl Reactor {
         } else {
             Some(Duration::ZERO)
         };
-        self.timers.arm(Instant::now());
+        // The timerfd was armed at the end of the last step, and only steps
+        // add timers.
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
         match self.poll.poll(&mut events, timeout) {
             Ok(()) => {}
@@ -131,7 +132,7 @@ impl Reactor {
         }
         self.tasks = tasks;
         let mut due = std::mem::take(&mut self.due);
-        self.timers.due(Instant::now(), &mut due);
+        self.timers.due(now, &mut due);
         for timer in due.drain(..) {
             self.on_timer(timer, Instant::now());
         }
@@ -147,7 +148,7 @@ impl Reactor {
         }
         // Timers added in this step must wake whoever waits on the epoll set
         // next, even when that is another thread.
-        self.timers.arm(Instant::now());
+        self.timers.arm();
     }
 }
 
@@ -279,6 +280,11 @@ impl Reactor {
                 }
                 if event.is_writable() {
                     self.flush(token);
+                }
+                if event.is_read_closed() || event.is_error() {
+                    if let Some(conn) = self.conn_at(token) {
+                        conn.read_closed = true;
+                    }
                 }
                 if (event.is_readable() || event.is_read_closed() || event.is_error())
                     && self.sources.contains(token)

@@ -94,12 +94,13 @@ impl Timers {
     }
 
     /// Arms the timerfd for the earliest deadline, if that changed.
-    pub(crate) fn arm(&mut self, now: Instant) {
+    pub(crate) fn arm(&mut self) {
         let next = self.heap.peek().map(|Reverse((at, _, _))| *at);
         if next == self.armed {
             return;
         }
         self.armed = next;
+        let now = Instant::now();
         let value = match next {
             // A zero value disarms a timerfd: a deadline already past fires in 1 ns.
             Some(at) => timespec(
