@@ -1,29 +1,26 @@
-//! `conduit proxy`: forwards between a frontend and a backend socket, showing
-//! the traffic on standard error with `--capture`.
+//! `conduit proxy`: forwards between a frontend and a backend socket in one
+//! thread (a poller waits on both), showing the traffic on standard error
+//! with `--capture`.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Instant;
 
-use anyhow::{Result, anyhow};
-use conduit::{Socket, SocketType};
+use anyhow::Result;
+use conduit::{Interest, Poller, Socket, SocketType, TryRecvError};
 
 use crate::Outcome;
 use crate::args::{CaptureFormat, CommonArgs, ProxyArgs, ProxyKind};
 use crate::format::{Format, render};
 use crate::interrupt::{self, Waited};
-use crate::socket_cmd::{finish, open_as, recv, send, timed_out};
+use crate::socket_cmd::{finish, open_as, send, timed_out};
 
-/// Traffic through the proxy, shared by the forwarding threads.
+/// Traffic through the proxy.
 #[derive(Debug)]
 struct Traffic {
-    /// Messages taken for forwarding, and those forwarded.
-    forwarded: AtomicU64,
-    sent: AtomicU64,
+    /// Messages forwarded.
+    sent: u64,
     count: Option<u64>,
-    last: Mutex<Instant>,
+    last: Instant,
     capture: Option<Format>,
 }
 
@@ -56,112 +53,102 @@ pub fn run(a: ProxyArgs) -> Result<Outcome> {
         &common,
         |b| b,
     )?;
-    let (front, back) = (Arc::new(front), Arc::new(back));
-    let traffic = Arc::new(Traffic {
-        forwarded: AtomicU64::new(0),
-        sent: AtomicU64::new(0),
+    let mut traffic = Traffic {
+        sent: 0,
         count: a.count,
-        last: Mutex::new(Instant::now()),
+        last: Instant::now(),
         capture: a.capture.map(|c| match c {
             CaptureFormat::Text => Format::Text,
             CaptureFormat::Hex => Format::Hex,
             CaptureFormat::Json => Format::Json,
         }),
-    });
-    let mut threads = vec![start(&front, &back, ">", &traffic)];
+    };
     // A streamer's pushers hear nothing back; the others carry replies (broker)
     // or subscriptions (forwarder) the other way.
-    if a.kind != ProxyKind::Streamer {
-        threads.push(start(&back, &front, "<", &traffic));
-    }
-    let outcome = watch_over(&a, &mut threads, &traffic, &front_watch);
+    let both_ways = a.kind != ProxyKind::Streamer;
+    let outcome = forward(&a, &front, &back, both_ways, &mut traffic, &front_watch);
     interrupt::stop();
-    for t in threads {
-        t.join()
-            .map_err(|_| anyhow!("a forwarding thread panicked"))??;
-    }
-    let outcome = outcome?;
-    let (front, back) = (unwrap(front)?, unwrap(back)?);
-    let outcome = finish(front, outcome)?;
+    let outcome = finish(front, outcome?)?;
     finish(back, outcome)
 }
 
-fn unwrap(socket: Arc<Socket>) -> Result<Socket> {
-    Arc::try_unwrap(socket).map_err(|_| anyhow!("the socket is still in use"))
-}
+/// Messages forwarded one way before looking at the other.
+const RUN: usize = 256;
 
-/// Waits until --count messages have passed, a forwarding thread fails, the
-/// proxy is idle for --timeout, or Ctrl-C.
-fn watch_over(
+/// Forwards in one thread, waiting on both sockets with a poller, until
+/// --count messages have passed, the proxy is idle for --timeout, or Ctrl-C.
+fn forward(
     a: &ProxyArgs,
-    threads: &mut [JoinHandle<Result<()>>],
-    traffic: &Traffic,
+    front: &Socket,
+    back: &Socket,
+    both_ways: bool,
+    traffic: &mut Traffic,
     watch: &crate::watch::Watch,
 ) -> Result<Outcome> {
+    let mut poller = Poller::new();
+    let front_i = poller.add(front, Interest::READABLE);
+    if both_ways {
+        poller.add(back, Interest::READABLE);
+    }
     loop {
-        if interrupt::by_user() {
-            return Ok(Outcome::Interrupted);
+        if let Some(outcome) = should_stop(a, traffic, watch) {
+            return Ok(outcome);
         }
-        let forwarded = traffic.sent.load(Ordering::SeqCst);
-        if a.count.is_some_and(|n| forwarded >= n) {
-            return Ok(Outcome::Done);
-        }
-        if threads.iter().any(|t| t.is_finished()) {
-            // A thread only ends early on an error; it is reported at the join.
-            return Ok(Outcome::Done);
-        }
-        if let Some(t) = a.timeout {
-            let idle = traffic
-                .last
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .elapsed();
-            if idle >= t {
-                return Ok(match a.count {
-                    None if forwarded > 0 => Outcome::Done,
-                    None => timed_out(a.timeout, "waiting for a message", watch),
-                    Some(n) => timed_out(
-                        a.timeout,
-                        format_args!("waiting for a message ({forwarded} of {n} forwarded)"),
-                        watch,
-                    ),
-                });
+        for ready in poller.poll(Some(interrupt::SLICE))? {
+            let (from, to, mark) = if ready.index == front_i {
+                (front, back, ">")
+            } else {
+                (back, front, "<")
+            };
+            // A bounded run per turn, so that one busy direction does not
+            // starve the other.
+            for _ in 0..RUN {
+                let msg = match from.try_recv() {
+                    Ok(m) => m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Closed) => return Ok(Outcome::Done),
+                    Err(TryRecvError::Failed(e)) => return Err(e.into()),
+                };
+                if let Some(format) = traffic.capture {
+                    let mut line = format!("{mark} ").into_bytes();
+                    line.extend(render(format, &msg));
+                    let _ = std::io::stderr().lock().write_all(&line);
+                }
+                match send(to, msg, None)? {
+                    Waited::Done(()) => {}
+                    Waited::TimedOut | Waited::Interrupted => return Ok(Outcome::Interrupted),
+                }
+                traffic.last = Instant::now();
+                traffic.sent += 1;
+                // Exactly --count messages pass.
+                if traffic.count.is_some_and(|n| traffic.sent >= n) {
+                    return Ok(Outcome::Done);
+                }
             }
         }
-        std::thread::sleep(interrupt::SLICE);
     }
 }
 
-/// Forwards everything `from` receives to `to` on a thread, until told to stop.
-fn start(
-    from: &Arc<Socket>,
-    to: &Arc<Socket>,
-    mark: &'static str,
-    traffic: &Arc<Traffic>,
-) -> JoinHandle<Result<()>> {
-    let (from, to, traffic) = (from.clone(), to.clone(), traffic.clone());
-    std::thread::spawn(move || {
-        loop {
-            let msg = match recv(&from, None)? {
-                Waited::Done(m) => m,
-                Waited::TimedOut | Waited::Interrupted => return Ok(()),
-            };
-            // Exactly --count messages pass: one more is not forwarded.
-            let n = traffic.forwarded.fetch_add(1, Ordering::SeqCst) + 1;
-            if traffic.count.is_some_and(|max| n > max) {
-                return Ok(());
-            }
-            if let Some(format) = traffic.capture {
-                let mut line = format!("{mark} ").into_bytes();
-                line.extend(render(format, &msg));
-                let _ = std::io::stderr().lock().write_all(&line);
-            }
-            match send(&to, msg, None)? {
-                Waited::Done(()) => {}
-                Waited::TimedOut | Waited::Interrupted => return Ok(()),
-            }
-            *traffic.last.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-            traffic.sent.fetch_add(1, Ordering::SeqCst);
-        }
+/// Whether to stop: Ctrl-C, --count reached, or idle for --timeout.
+fn should_stop(a: &ProxyArgs, traffic: &Traffic, watch: &crate::watch::Watch) -> Option<Outcome> {
+    if interrupt::by_user() {
+        return Some(Outcome::Interrupted);
+    }
+    let forwarded = traffic.sent;
+    if a.count.is_some_and(|n| forwarded >= n) {
+        return Some(Outcome::Done);
+    }
+    let t = a.timeout?;
+    if traffic.last.elapsed() < t {
+        return None;
+    }
+    Some(match a.count {
+        None if forwarded > 0 => Outcome::Done,
+        None => timed_out(a.timeout, "waiting for a message", watch),
+        Some(n) => timed_out(
+            a.timeout,
+            format_args!("waiting for a message ({forwarded} of {n} forwarded)"),
+            watch,
+        ),
     })
 }

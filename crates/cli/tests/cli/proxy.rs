@@ -32,6 +32,15 @@ fn broker_carries_requests_to_workers_and_replies_back() {
     ]));
     assert_code(&client, 0);
     assert_eq!(stdout(&client), "ONE\nTWO\n");
+    // One thread forwards both ways, beside the one I/O thread.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", proxy.id())).unwrap();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(threads, "2", "{status}");
     assert_code(&finish(worker), 0);
     let proxy = finish(proxy);
     assert_code(&proxy, 0);
