@@ -69,6 +69,7 @@
 //! [`Message`], [`SocketType`] and [`ProtocolError`] are re-exported here.
 #![deny(missing_docs)]
 
+mod auth;
 mod channel;
 mod endpoint;
 mod error;
@@ -76,14 +77,18 @@ mod options;
 mod pipe;
 pub mod process;
 mod reader;
+mod security;
 mod socket;
 mod transport;
 mod writer;
 
+pub use auth::AuthPolicy;
 pub use channel::{Channel, ChannelBuilder, Listener};
 pub use conduit_proto::{
-    DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, Message, PeerInfo, Properties,
-    ProtocolError, SocketType,
+    AuthRequest, Authenticator, Credentials, CurveKeyPair, CurvePublicKey, CurveSecretKey,
+    DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, KeyError, Mechanism, Message,
+    Password, PeerAddress, PeerInfo, PeerProcess, Properties, ProtocolError, Security, SocketType,
+    z85,
 };
 pub use endpoint::Endpoint;
 pub use error::{
@@ -91,4 +96,5 @@ pub use error::{
 };
 pub use options::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
 pub use pipe::{PipeReceiver, PipeSender, pipe};
+pub use security::{Certificate, load_public_keys, parse_key};
 pub use socket::{Socket, SocketBuilder, SocketEvent};

@@ -102,6 +102,13 @@ impl Peer {
         Some(Message::from_frames(frames.iter().map(|h| hex_decode(h))))
     }
 
+    /// The next line the peer printed, raw, waiting up to 20 s.
+    pub fn next_line(&mut self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the pyzmq peer printed no line in time")
+    }
+
     /// Closes the peer's standard input: a publishing peer stops then.
     pub fn stop(&mut self) {
         drop(self.child.stdin.take());

@@ -1,0 +1,487 @@
+//! CURVE and PLAIN: conduit against conduit and against libzmq (pyzmq), both
+//! roles, tcp and ipc; refused peers get nothing through; nothing readable on
+//! the wire.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use conduit::{
+    AuthPolicy, Certificate, Channel, ChannelBuilder, CurveKeyPair, Error, Message, ProtocolError,
+    Socket, SocketType,
+};
+
+use crate::pyzmq::{Peer, bind_endpoint};
+use crate::sockets::{endpoint, frames, recording, wait_event};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Multipart, empty, and 1 MiB: what every secured conversation carries.
+fn conversation() -> Vec<Message> {
+    vec![
+        Message::from("hello"),
+        Message::from(""),
+        Message::from_frames(["multi", "", "part"]),
+        Message::from(Bytes::from(
+            (0..(1 << 20)).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+        )),
+    ]
+}
+
+fn converse(channel: &Channel) {
+    for m in conversation() {
+        channel.send(m.clone()).unwrap();
+        assert_eq!(channel.recv_timeout(20 * SECOND).unwrap(), m);
+    }
+}
+
+fn our_endpoint(transport: &str, dir: &tempfile::TempDir) -> String {
+    match transport {
+        "tcp" => "tcp://127.0.0.1:0".to_owned(),
+        _ => format!("ipc://{}/c.sock", dir.path().display()),
+    }
+}
+
+fn protocol_error(e: &Error) -> &ProtocolError {
+    match e {
+        Error::Protocol(p) => p,
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+}
+
+#[test]
+fn curve_between_conduit_channels_names_the_allowed_client() {
+    let server = CurveKeyPair::generate();
+    let client = CurveKeyPair::generate();
+    let listener = ChannelBuilder::new()
+        .curve_server(server.clone())
+        .authenticator(AuthPolicy::new().allow_curve_key(client.public))
+        .listen("tcp://127.0.0.1:0")
+        .unwrap();
+    let ep = listener.endpoint().to_string();
+    let t = std::thread::spawn(move || {
+        let ch = ChannelBuilder::new()
+            .curve_client(server.public, Some(client))
+            .connect(&ep)
+            .unwrap();
+        converse(&ch);
+    });
+    let ch = listener.accept().unwrap();
+    assert_eq!(ch.peer().unwrap().user_id, Some(client_key_text(&t, &ch)));
+    for _ in conversation() {
+        let m = ch.recv().unwrap();
+        ch.send(m).unwrap();
+    }
+    t.join().unwrap();
+}
+
+/// The user id an allowed CURVE client gets: its key in Z85 (read from the
+/// channel, checked to be 40 characters of a key).
+fn client_key_text<T>(_: &std::thread::JoinHandle<T>, ch: &Channel) -> String {
+    let id = ch.peer().unwrap().user_id.clone().unwrap();
+    assert!(id.parse::<conduit::CurvePublicKey>().is_ok(), "{id}");
+    id
+}
+
+#[test]
+fn pyzmq_curve_client_talks_to_a_conduit_curve_server() {
+    let server = CurveKeyPair::generate();
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = ChannelBuilder::new()
+            .curve_server(server.clone())
+            .listen(&our_endpoint(transport, &dir))
+            .unwrap();
+        let ep = listener.endpoint().to_string();
+        let key = server.public.to_string();
+        let peer = Peer::start_with(
+            &["PAIR", "connect", &ep, "echo", "4"],
+            &[("CURVE_SERVERKEY", &key)],
+        );
+        let ch = listener.accept_timeout(20 * SECOND).unwrap().unwrap();
+        converse(&ch);
+        peer.finish();
+    }
+}
+
+#[test]
+fn conduit_curve_client_talks_to_a_pyzmq_curve_server() {
+    let server = CurveKeyPair::generate();
+    let secret = server.secret.to_z85();
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = Peer::start_with(
+            &["PAIR", "bind", &bind_endpoint(transport, &dir), "echo", "4"],
+            &[("CURVE_SERVER_SECRET", &secret)],
+        );
+        let ch = ChannelBuilder::new()
+            .curve_client(server.public, None)
+            .connect(peer.endpoint.as_deref().unwrap())
+            .unwrap();
+        converse(&ch);
+        peer.finish();
+    }
+}
+
+#[test]
+fn pyzmq_checks_conduit_client_keys_against_its_certificate_directory() {
+    let server = CurveKeyPair::generate();
+    let allowed = CurveKeyPair::generate();
+    let certs = tempfile::tempdir().unwrap();
+    Certificate::save(&allowed, &certs.path().join("client")).unwrap();
+    // pyzmq reads only the public certificate from the allow directory.
+    std::fs::remove_file(certs.path().join("client.key_secret")).unwrap();
+    let env = |_: ()| {
+        [
+            ("CURVE_SERVER_SECRET", server.secret.to_z85()),
+            ("CURVE_ALLOW_DIR", certs.path().display().to_string()),
+        ]
+    };
+    let start = |action: &[&str]| {
+        let vars = env(());
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut args = vec!["PULL", "bind", "tcp://127.0.0.1:*"];
+        args.extend(action);
+        Peer::start_with(&args, &vars)
+    };
+
+    // The allowed key: its message arrives.
+    let mut peer = start(&["recv", "1"]);
+    let ch = ChannelBuilder::new()
+        .socket_type(SocketType::Push)
+        .curve_client(server.public, Some(allowed.clone()))
+        .connect(peer.endpoint.as_deref().unwrap())
+        .unwrap();
+    ch.send(Message::from_frames(["signed", "in"])).unwrap();
+    assert_eq!(frames(&peer.next_message()), ["signed", "in"]);
+    peer.finish();
+    drop(ch);
+
+    // Another key: refused with libzmq's ZAP status, nothing arrives.
+    let mut peer = start(&["quiet", "1500"]);
+    let err = ChannelBuilder::new()
+        .socket_type(SocketType::Push)
+        .curve_client(server.public, None)
+        .connect(peer.endpoint.as_deref().unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(protocol_error(&err), ProtocolError::PeerError(r) if r == "400"),
+        "{err:?}"
+    );
+    assert_eq!(peer.next_line(), "NOTHING");
+}
+
+#[test]
+fn a_conduit_curve_server_refuses_wrong_keys_and_null_peers() {
+    let server = CurveKeyPair::generate();
+    let allowed = CurveKeyPair::generate();
+    let builder = ChannelBuilder::new()
+        .curve_server(server.clone())
+        .authenticator(AuthPolicy::new().allow_curve_key(allowed.public));
+    // A listener per peer: a refused libzmq peer reconnects, and its next
+    // attempt must not be taken for the next case's.
+    let refused = |env: &[(&str, &str)]| -> Error {
+        let listener = builder.listen("tcp://127.0.0.1:0").unwrap();
+        let ep = listener.endpoint().to_string();
+        // The peer sends at once; libzmq holds the message until the handshake,
+        // which never completes.
+        let peer = Peer::start_with(&["PUSH", "connect", &ep, "send", "1"], env);
+        let err = listener.accept_timeout(20 * SECOND).unwrap_err();
+        drop(peer);
+        err
+    };
+    let wrong_server_key = CurveKeyPair::generate().public.to_string();
+    let err = refused(&[("CURVE_SERVERKEY", &wrong_server_key)]);
+    assert!(
+        matches!(protocol_error(&err), ProtocolError::Cryptographic(_)),
+        "{err:?}"
+    );
+    let key = server.public.to_string();
+    let err = refused(&[("CURVE_SERVERKEY", &key)]);
+    assert!(
+        matches!(protocol_error(&err), ProtocolError::AccessDenied(r) if r.contains("is not allowed")),
+        "{err:?}"
+    );
+    // libzmq hangs up as soon as it sees our CURVE greeting, often before the
+    // rest of its own has left.
+    let err = refused(&[]);
+    assert!(
+        matches!(&err, Error::ClosedDuringHandshake)
+            || matches!(&err, Error::Protocol(ProtocolError::MechanismMismatch { peer }) if peer == "NULL"),
+        "{err:?}"
+    );
+    // The allowed client gets in.
+    let listener = builder.listen("tcp://127.0.0.1:0").unwrap();
+    let ep = listener.endpoint().to_string();
+    let secret = allowed.secret.to_z85();
+    let mut peer = Peer::start_with(
+        &["PAIR", "connect", &ep, "echo", "1"],
+        &[("CURVE_SERVERKEY", &key), ("CURVE_SECRET", &secret)],
+    );
+    let ch = listener.accept_timeout(20 * SECOND).unwrap().unwrap();
+    assert_eq!(ch.peer().unwrap().user_id, Some(allowed.public.to_string()));
+    ch.send("after the refusals").unwrap();
+    assert_eq!(
+        ch.recv_timeout(20 * SECOND).unwrap().concat(),
+        "after the refusals"
+    );
+    peer.stop();
+}
+
+#[test]
+fn a_wrong_server_key_or_no_curve_fails_against_a_pyzmq_curve_server() {
+    let server = CurveKeyPair::generate();
+    let secret = server.secret.to_z85();
+    let mut peer = Peer::start_with(
+        &["PULL", "bind", "tcp://127.0.0.1:*", "quiet", "2500"],
+        &[("CURVE_SERVER_SECRET", &secret)],
+    );
+    let ep = peer.endpoint.clone().unwrap();
+    let wrong = ChannelBuilder::new()
+        .socket_type(SocketType::Push)
+        .curve_client(CurveKeyPair::generate().public, None)
+        .handshake_timeout(2 * SECOND)
+        .connect(&ep);
+    assert!(wrong.is_err(), "a wrong server key was accepted");
+    let null = ChannelBuilder::new()
+        .socket_type(SocketType::Push)
+        .handshake_timeout(2 * SECOND)
+        .connect(&ep);
+    assert!(null.is_err(), "a NULL client was accepted");
+    assert_eq!(peer.next_line(), "NOTHING");
+}
+
+#[test]
+fn plain_both_ways_with_right_and_wrong_passwords() {
+    // pyzmq PLAIN server (ZAP checks the password), conduit client.
+    let users = [("PLAIN_SERVER_USERS", "admin:secret")];
+    let mut peer = Peer::start_with(&["PULL", "bind", "tcp://127.0.0.1:*", "recv", "1"], &users);
+    let ch = ChannelBuilder::new()
+        .socket_type(SocketType::Push)
+        .plain_client("admin", "secret")
+        .connect(peer.endpoint.as_deref().unwrap())
+        .unwrap();
+    ch.send("in clear, but let in").unwrap();
+    assert_eq!(peer.next_message().concat(), "in clear, but let in");
+    peer.finish();
+    drop(ch);
+
+    let mut peer = Peer::start_with(
+        &["PULL", "bind", "tcp://127.0.0.1:*", "quiet", "1500"],
+        &users,
+    );
+    let err = ChannelBuilder::new()
+        .socket_type(SocketType::Push)
+        .plain_client("admin", "guess")
+        .connect(peer.endpoint.as_deref().unwrap())
+        .unwrap_err();
+    assert_eq!(
+        protocol_error(&err),
+        &ProtocolError::PeerError("400".into())
+    );
+    assert_eq!(peer.next_line(), "NOTHING");
+
+    // conduit PLAIN server, pyzmq clients.
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = ChannelBuilder::new()
+            .socket_type(SocketType::Pull)
+            .plain_server()
+            .authenticator(AuthPolicy::new().plain_user("admin", "secret"))
+            .listen(&our_endpoint(transport, &dir))
+            .unwrap();
+        let ep = listener.endpoint().to_string();
+        let wrong = Peer::start_with(
+            &["PUSH", "connect", &ep, "send", "1"],
+            &[("PLAIN_USER", "admin"), ("PLAIN_PASSWORD", "guess")],
+        );
+        let err = listener.accept_timeout(20 * SECOND).unwrap_err();
+        assert_eq!(
+            protocol_error(&err),
+            &ProtocolError::AccessDenied("unknown user or wrong password".into())
+        );
+        drop(wrong);
+        let right = Peer::start_with(
+            &["PUSH", "connect", &ep, "send", "2"],
+            &[("PLAIN_USER", "admin"), ("PLAIN_PASSWORD", "secret")],
+        );
+        let ch = listener.accept_timeout(20 * SECOND).unwrap().unwrap();
+        assert_eq!(ch.peer().unwrap().user_id.as_deref(), Some("admin"));
+        assert_eq!(frames(&ch.recv_timeout(20 * SECOND).unwrap()), ["msg", "0"]);
+        assert_eq!(frames(&ch.recv_timeout(20 * SECOND).unwrap()), ["msg", "1"]);
+        right.finish();
+    }
+}
+
+#[test]
+fn curve_sockets_against_pyzmq_pub_sub_and_req_rep() {
+    let server = CurveKeyPair::generate();
+    let secret = server.secret.to_z85();
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        // pyzmq PUB is the CURVE server; a conduit SUB subscribes through it.
+        let mut publisher = Peer::start_with(
+            &["PUB", "bind", &bind_endpoint(transport, &dir), "publish"],
+            &[("CURVE_SERVER_SECRET", &secret)],
+        );
+        let sub = Socket::builder(SocketType::Sub)
+            .curve_client(server.public, None)
+            .linger(5 * SECOND)
+            .build()
+            .unwrap();
+        sub.subscribe("b.").unwrap();
+        sub.connect(publisher.endpoint.as_deref().unwrap()).unwrap();
+        for _ in 0..3 {
+            let m = sub.recv_timeout(20 * SECOND).unwrap();
+            assert!(frames(&m)[0].starts_with("b."), "{m:?}");
+        }
+        publisher.stop();
+        sub.close().unwrap();
+
+        // conduit REP is the CURVE server; pyzmq REQ asks it, with a multipart
+        // request and the 1 MiB reply.
+        let rep = Socket::builder(SocketType::Rep)
+            .curve_server(server.clone())
+            .linger(5 * SECOND)
+            .build()
+            .unwrap();
+        let ep = rep
+            .bind(&endpoint(transport, &dir, "rep"))
+            .unwrap()
+            .to_string();
+        let key = server.public.to_string();
+        let mut req = Peer::start_with(
+            &["REQ", "connect", &ep, "request", "2"],
+            &[("CURVE_SERVERKEY", &key)],
+        );
+        let big = Bytes::from(vec![5u8; 1 << 20]);
+        for i in 0..2 {
+            let request = rep.recv_timeout(20 * SECOND).unwrap();
+            assert_eq!(frames(&request), ["req", &i.to_string()]);
+            rep.send(Message::from_frames([Bytes::from("big"), big.clone()]))
+                .unwrap();
+            let reply = req.next_message();
+            assert_eq!(reply.frames()[1], big);
+        }
+        req.finish();
+        rep.close().unwrap();
+    }
+}
+
+#[test]
+fn a_curve_socket_refuses_a_null_peer_and_keeps_serving_others() {
+    let server = CurveKeyPair::generate();
+    let (builder, events) = recording(
+        Socket::builder(SocketType::Pull)
+            .curve_server(server.clone())
+            .linger(5 * SECOND),
+    );
+    let pull = builder.build().unwrap();
+    let ep = pull.bind("tcp://127.0.0.1:*").unwrap().to_string();
+    let null_push = Peer::start(&["PUSH", "connect", &ep, "send", "1"]);
+    let refused = wait_event(&events, "handshake with", 1);
+    assert!(
+        refused.contains("\"NULL\"")
+            || refused.contains("closed the connection during the handshake"),
+        "{refused}"
+    );
+    let key = server.public.to_string();
+    let curve_push = Peer::start_with(
+        &["PUSH", "connect", &ep, "send", "3"],
+        &[("CURVE_SERVERKEY", &key)],
+    );
+    for i in 0..3 {
+        let m = pull.recv_timeout(20 * SECOND).unwrap();
+        assert_eq!(frames(&m), ["msg", &i.to_string()]);
+    }
+    // Nothing from the NULL peer ever reached the application.
+    assert!(pull.recv_timeout(SECOND / 2).is_err());
+    curve_push.finish();
+    drop(null_push);
+}
+
+/// Relays one connection between a client and a server; the thread returns
+/// every byte it relayed, both ways, once both sides have closed.
+fn spy_proxy(target: String) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let relay = std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(target.trim_start_matches("tcp://")).unwrap();
+        let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let pump = |mut from: TcpStream, mut to: TcpStream, seen: Arc<Mutex<Vec<u8>>>| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                loop {
+                    let n = match from.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Write);
+            })
+        };
+        let a = pump(
+            client.try_clone().unwrap(),
+            server.try_clone().unwrap(),
+            seen.clone(),
+        );
+        let b = pump(server, client, seen.clone());
+        let _ = (a.join(), b.join());
+        // Both pumps are done, so this is the last handle.
+        Arc::try_unwrap(seen).unwrap().into_inner().unwrap()
+    });
+    (format!("tcp://{addr}"), relay)
+}
+
+#[test]
+fn nothing_readable_crosses_a_relay_under_curve() {
+    let secret_text = b"TOP-SECRET-PAYLOAD";
+    let run = |curve: bool| -> Vec<u8> {
+        let server = CurveKeyPair::generate();
+        let mut builder = ChannelBuilder::new();
+        if curve {
+            builder = builder.curve_server(server.clone());
+        }
+        let listener = builder.listen("tcp://127.0.0.1:0").unwrap();
+        let (via, relay) = spy_proxy(listener.endpoint().to_string());
+        let mut client = ChannelBuilder::new();
+        if curve {
+            client = client.curve_client(server.public, None);
+        }
+        let t = std::thread::spawn(move || {
+            let ch = client.connect(&via).unwrap();
+            ch.send(Message::from_frames([
+                &b"TOP-SECRET-PAYLOAD"[..],
+                b"second frame",
+            ]))
+            .unwrap();
+            assert_eq!(ch.recv().unwrap().concat(), "TOP-SECRET-PAYLOAD reply");
+            ch.close().unwrap();
+        });
+        let ch = listener.accept().unwrap();
+        let m = ch.recv().unwrap();
+        assert_eq!(m.frames()[0], &secret_text[..]);
+        ch.send("TOP-SECRET-PAYLOAD reply").unwrap();
+        t.join().unwrap();
+        drop(ch);
+        relay.join().unwrap()
+    };
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    // The check itself works: over NULL the payload is there to read.
+    let clear = run(false);
+    assert!(contains(&clear, secret_text));
+    let sealed = run(true);
+    assert!(
+        sealed.len() > 2 * secret_text.len(),
+        "the relay saw traffic"
+    );
+    assert!(!contains(&sealed, secret_text));
+    assert!(!contains(&sealed, b"second frame"));
+}
