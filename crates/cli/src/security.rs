@@ -49,7 +49,8 @@ pub struct SecurityArgs {
     /// PLAIN users, one `user=password` per line
     #[arg(long, value_name = "FILE", requires = "plain_server")]
     pub plain_users: Option<PathBuf>,
-    /// Let in only peers at ADDR (an IP address, or an ipc path; repeatable)
+    /// Let in only peers at ADDR: an IP address, or over ipc the peer
+    /// process's uid:N, gid:N or pid:N (repeatable)
     #[arg(long, value_name = "ADDR")]
     pub allow: Vec<String>,
     /// Keep out peers at ADDR (repeatable; ignored with --allow)
@@ -90,7 +91,20 @@ impl SecurityArgs {
         let mut policy = AuthPolicy::new();
         let mut checks = false;
         for addr in &self.allow {
-            policy = policy.allow(addr);
+            let id = |prefix: &str| -> Result<Option<u32>> {
+                addr.strip_prefix(prefix)
+                    .map(|n| n.parse().with_context(|| format!("bad --allow {addr:?}")))
+                    .transpose()
+            };
+            policy = if let Some(uid) = id("uid:")? {
+                policy.allow_uid(uid)
+            } else if let Some(gid) = id("gid:")? {
+                policy.allow_gid(gid)
+            } else if let Some(pid) = id("pid:")? {
+                policy.allow_pid(pid)
+            } else {
+                policy.allow(addr)
+            };
             checks = true;
         }
         for addr in &self.deny {

@@ -16,7 +16,8 @@ type PlainCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 ///
 /// - **Address**: with any [`allow`](Self::allow)ed address, only those get in;
 ///   otherwise everyone but the [`deny`](Self::deny)ed ones. Addresses are IPs
-///   as text (`127.0.0.1`, `::1`) or, over ipc, the socket path.
+///   as text (`127.0.0.1`, `::1`); an ipc peer rarely has an address (its
+///   address is then empty), so judge it by its process instead.
 /// - **Process** (ipc): with any uid, gid or pid allowed, a Unix-socket peer
 ///   must match one of them (`SO_PEERCRED`).
 /// - **CURVE**: with any client key allowed ([`allow_curve_key`](Self::allow_curve_key),

@@ -191,3 +191,42 @@ fn bad_keys_are_usage_errors() {
     let out = run(conduit().args(["rep", "--bind", "tcp://127.0.0.1:*", "--curve-server"]));
     assert_code(&out, 2);
 }
+
+#[test]
+fn over_ipc_peers_are_allowed_by_uid() {
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    let (ep, _dir) = ipc_endpoint();
+    for (allow, delivered) in [
+        (format!("uid:{uid}"), true),
+        (format!("uid:{}", uid + 1), false),
+    ] {
+        let recv = start(conduit().args([
+            "recv",
+            "--bind",
+            &ep,
+            "--count",
+            "1",
+            "--timeout",
+            "3",
+            "--allow",
+            &allow,
+        ]));
+        let send = run(conduit().args(["send", "--connect", &ep, "-d", "local", "--timeout", "3"]));
+        let recv = finish(recv);
+        if delivered {
+            assert_code(&send, 0);
+            assert_code(&recv, 0);
+            assert_eq!(stdout(&recv), "local\n");
+        } else {
+            assert_eq!(stdout(&recv), "");
+            assert!(
+                stderr(&recv).contains("is not allowed"),
+                "{}",
+                stderr(&recv)
+            );
+        }
+    }
+}
