@@ -224,3 +224,125 @@ impl Authenticator for AuthPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use conduit_proto::{CurveKeyPair, PeerAddress, PeerProcess};
+
+    use super::*;
+
+    fn ask(
+        policy: &AuthPolicy,
+        address: &str,
+        process: Option<PeerProcess>,
+        credentials: Credentials<'_>,
+    ) -> Result<Option<String>, String> {
+        let peer = PeerAddress {
+            address: address.into(),
+            process,
+        };
+        policy.authenticate(&AuthRequest {
+            mechanism: "TEST",
+            peer: &peer,
+            credentials,
+        })
+    }
+
+    const NULL: Credentials<'static> = Credentials::Null;
+
+    #[test]
+    fn allow_lists_win_over_deny_lists() {
+        let deny = AuthPolicy::new().deny("10.0.0.1");
+        assert_eq!(ask(&deny, "10.0.0.2", None, NULL), Ok(None));
+        assert_eq!(
+            ask(&deny, "10.0.0.1", None, NULL),
+            Err("address 10.0.0.1 is denied".into())
+        );
+        let allow = deny.allow("10.0.0.1");
+        assert_eq!(ask(&allow, "10.0.0.1", None, NULL), Ok(None));
+        assert!(ask(&allow, "10.0.0.2", None, NULL).is_err());
+    }
+
+    #[test]
+    fn process_rules_need_credentials() {
+        let policy = AuthPolicy::new().allow_gid(7);
+        let process = |gid| {
+            Some(PeerProcess {
+                pid: 1,
+                uid: 2,
+                gid,
+            })
+        };
+        assert_eq!(ask(&policy, "", process(7), NULL), Ok(None));
+        assert_eq!(
+            ask(&policy, "", process(8), NULL),
+            Err("process 1 (uid 2, gid 8) is not allowed".into())
+        );
+        assert_eq!(
+            ask(&policy, "127.0.0.1", None, NULL),
+            Err("the peer's process credentials are unknown".into())
+        );
+    }
+
+    #[test]
+    fn plain_users_from_a_list_a_file_or_a_callback() {
+        let dir = std::env::temp_dir().join(format!("conduit-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("users");
+        std::fs::write(&file, "# comment\nbob = builder\n").unwrap();
+        let policy = AuthPolicy::new()
+            .plain_user("alice", "secret")
+            .plain_users_file(&file)
+            .unwrap()
+            .plain_check(|user, password| user == "carol" && password.len() > 3);
+        let plain = |username, password| Credentials::Plain { username, password };
+        assert_eq!(
+            ask(&policy, "", None, plain("alice", "secret")),
+            Ok(Some("alice".into()))
+        );
+        assert_eq!(
+            ask(&policy, "", None, plain("bob", "builder")),
+            Ok(Some("bob".into()))
+        );
+        assert_eq!(
+            ask(&policy, "", None, plain("carol", "long enough")),
+            Ok(Some("carol".into()))
+        );
+        for (u, p) in [
+            ("alice", "secre"),
+            ("alice", "secret!"),
+            ("carol", "no"),
+            ("dave", ""),
+        ] {
+            assert_eq!(
+                ask(&policy, "", None, plain(u, p)),
+                Err("unknown user or wrong password".into()),
+                "{u}"
+            );
+        }
+        std::fs::write(&file, "no equals sign\n").unwrap();
+        assert!(AuthPolicy::new().plain_users_file(&file).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        // No users at all: every PLAIN client is refused.
+        assert!(ask(&AuthPolicy::new(), "", None, plain("x", "y")).is_err());
+    }
+
+    #[test]
+    fn curve_keys_are_checked_only_when_listed() {
+        let (known, other) = (
+            CurveKeyPair::generate().public,
+            CurveKeyPair::generate().public,
+        );
+        let curve = |client_key| Credentials::Curve { client_key };
+        assert_eq!(ask(&AuthPolicy::new(), "", None, curve(other)), Ok(None));
+        let policy = AuthPolicy::new().allow_curve_key(known);
+        assert_eq!(
+            ask(&policy, "", None, curve(known)),
+            Ok(Some(known.to_string()))
+        );
+        assert_eq!(
+            ask(&policy, "", None, curve(other)),
+            Err(format!("client key {other} is not allowed"))
+        );
+    }
+}

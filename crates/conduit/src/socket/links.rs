@@ -206,6 +206,7 @@ fn serve_connection(core: &Arc<Core>, stream: SocketStream, link: String) -> Ser
         link: link.clone(),
         peer: info.socket_type,
         identity: info.identity.clone(),
+        user_id: info.user_id.clone(),
     });
     let peer = match core.add_peer(channel, info) {
         Ok(peer) => peer,

@@ -35,6 +35,20 @@ fn python() -> &'static PathBuf {
     })
 }
 
+/// Runs a Python snippet with pyzmq to completion; returns its standard output.
+pub fn run_python(code: &str) -> String {
+    let out = Command::new(python())
+        .args(["-c", code])
+        .output()
+        .expect("cannot start python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A running pyzmq peer; killed if the test ends before it does.
 pub struct Peer {
     child: Child,

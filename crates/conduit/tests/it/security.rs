@@ -626,3 +626,81 @@ fn a_hostile_curve_client_is_dropped_with_a_reason_and_the_listener_serves_on() 
     assert_eq!(ch.recv().unwrap().concat(), "welcome");
     client.join().unwrap();
 }
+
+#[test]
+fn a_curve_router_names_each_dealer_by_its_key() {
+    let server = CurveKeyPair::generate();
+    let dealer_keys = CurveKeyPair::generate();
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (builder, events) = recording(
+            Socket::builder(SocketType::Router)
+                .curve_server(server.clone())
+                .authenticator(AuthPolicy::new().allow_curve_key(dealer_keys.public))
+                .linger(5 * SECOND),
+        );
+        let router = builder.build().unwrap();
+        let ep = router
+            .bind(&endpoint(transport, &dir, "router"))
+            .unwrap()
+            .to_string();
+        let (key, secret) = (server.public.to_string(), dealer_keys.secret.to_z85());
+        let mut dealer = Peer::start_with(
+            &["DEALER", "connect", &ep, "request", "1"],
+            &[
+                ("CURVE_SERVERKEY", &key),
+                ("CURVE_SECRET", &secret),
+                ("PEER_ID", "d1"),
+            ],
+        );
+        let ready = wait_event(&events, "handshake done", 1);
+        assert!(
+            ready.contains(&format!("user {}", dealer_keys.public)),
+            "{ready}"
+        );
+        let request = router.recv_timeout(20 * SECOND).unwrap();
+        assert_eq!(frames(&request), ["d1", "", "req", "0"]);
+        router
+            .send(Message::from_frames(["d1", "", "sealed reply"]))
+            .unwrap();
+        assert_eq!(frames(&dealer.next_message()), ["", "sealed reply"]);
+        dealer.finish();
+        router.close().unwrap();
+    }
+}
+
+#[test]
+fn certificates_written_by_pyzmq_load_and_ours_load_in_pyzmq() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let printed = crate::pyzmq::run_python(&format!(
+        "import zmq.auth\n\
+         pub, sec = zmq.auth.create_certificates('{d}', 'py')\n\
+         p, s = zmq.auth.load_certificate(sec)\n\
+         print(p.decode()); print(s.decode())"
+    ));
+    let mut lines = printed.lines();
+    let (public, secret) = (lines.next().unwrap(), lines.next().unwrap());
+    let ours = Certificate::load(dir.path().join("py.key_secret")).unwrap();
+    assert_eq!(ours.public.to_string(), public);
+    assert_eq!(ours.secret.unwrap().to_z85(), secret);
+    assert!(
+        Certificate::load(dir.path().join("py.key"))
+            .unwrap()
+            .secret
+            .is_none()
+    );
+
+    let pair = CurveKeyPair::generate();
+    Certificate::save(&pair, &dir.path().join("ours")).unwrap();
+    let printed = crate::pyzmq::run_python(&format!(
+        "import zmq.auth\n\
+         p, s = zmq.auth.load_certificate('{d}/ours.key_secret')\n\
+         print(p.decode()); print(s.decode())\n\
+         print(zmq.auth.load_certificate('{d}/ours.key')[1])"
+    ));
+    assert_eq!(
+        printed,
+        format!("{}\n{}\nNone\n", pair.public, pair.secret.to_z85())
+    );
+}
