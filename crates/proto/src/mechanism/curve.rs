@@ -355,10 +355,12 @@ impl CurveServer {
             return Err(malformed("HELLO", "signature box is not 64 zeros"));
         }
 
-        // This connection's short-term key pair, and the cookie that hands the
-        // secret half back to us in INITIATE, sealed under a key only we know
-        // (RFC 26: the server keeps no state a HELLO flood could fill; we do
-        // keep it per connection, as libzmq does, and check the cookie).
+        // This connection's short-term key pair, and the cookie: C' and s'
+        // sealed under a key only this connection knows. RFC 26 designs the
+        // cookie so that a server may forget everything between WELCOME and
+        // INITIATE; like libzmq we keep the connection's state anyway (it
+        // has a socket and a handshake timeout already) and check the cookie
+        // against it, so a cookie from another connection is refused.
         let short = SecretKey::generate(&mut OsRng);
         let cookie_key = Zeroizing::new({
             let mut k = [0u8; 32];
