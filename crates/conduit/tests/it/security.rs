@@ -704,3 +704,47 @@ fn certificates_written_by_pyzmq_load_and_ours_load_in_pyzmq() {
         format!("{}\n{}\nNone\n", pair.public, pair.secret.to_z85())
     );
 }
+
+#[test]
+fn heartbeats_travel_sealed_and_libzmq_answers_them() {
+    // Our PINGs go to libzmq inside MESSAGE boxes; its PONGs come back in
+    // boxes. Were either side unable to open the other's commands, the
+    // heartbeat would time out and drop the peer.
+    let server = CurveKeyPair::generate();
+    let secret = server.secret.to_z85();
+    let mut peer = Peer::start_with(
+        &["PAIR", "bind", "tcp://127.0.0.1:*", "echo", "2"],
+        &[("CURVE_SERVER_SECRET", &secret)],
+    );
+    let (builder, events) = recording(
+        Socket::builder(SocketType::Pair)
+            .curve_client(server.public, None)
+            .heartbeat(
+                Duration::from_millis(50),
+                Duration::from_millis(300),
+                SECOND,
+            )
+            .linger(5 * SECOND),
+    );
+    let pair = builder.build().unwrap();
+    pair.connect(peer.endpoint.as_deref().unwrap()).unwrap();
+    pair.send("before").unwrap();
+    assert_eq!(pair.recv_timeout(20 * SECOND).unwrap().concat(), "before");
+    // Several heartbeat timeouts' worth of silence but for PINGs and PONGs.
+    assert!(pair.recv_timeout(2 * SECOND).is_err());
+    pair.send("after").unwrap();
+    assert_eq!(pair.recv_timeout(20 * SECOND).unwrap().concat(), "after");
+    let seen = events.lock().unwrap().clone();
+    assert!(
+        !seen
+            .iter()
+            .any(|e| e.contains("dropped") || e.contains("failed")),
+        "{seen:#?}"
+    );
+    assert_eq!(
+        seen.iter().filter(|e| e.contains("handshake done")).count(),
+        1
+    );
+    peer.stop();
+    drop(peer);
+}
