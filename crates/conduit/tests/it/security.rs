@@ -748,3 +748,128 @@ fn heartbeats_travel_sealed_and_libzmq_answers_them() {
     peer.stop();
     drop(peer);
 }
+
+/// A CURVE client driven by hand over a raw TCP stream, with the protocol
+/// crate's own state machines: it can then send what a real client never
+/// would (a replayed box, a corrupted one).
+struct HandClient {
+    stream: TcpStream,
+    sealer: conduit_proto::Sealer,
+    opener: conduit_proto::Opener,
+    input: bytes::BytesMut,
+}
+
+impl HandClient {
+    fn connect(endpoint: &str, server_key: conduit::CurvePublicKey) -> HandClient {
+        use conduit_proto::{Handshake, LocalInfo, PeerAddress, SendBuffer};
+        let mut stream = TcpStream::connect(endpoint.trim_start_matches("tcp://")).unwrap();
+        stream.set_read_timeout(Some(20 * SECOND)).unwrap();
+        let mut hs = Handshake::with_security(
+            LocalInfo::new(SocketType::Pair),
+            conduit::Security {
+                mechanism: conduit::Mechanism::CurveClient {
+                    server_key,
+                    keys: None,
+                },
+                authenticator: None,
+            },
+            PeerAddress::default(),
+        );
+        let mut out = SendBuffer::new();
+        hs.start(&mut out);
+        stream.write_all(&out.to_vec()).unwrap();
+        let mut input = bytes::BytesMut::new();
+        loop {
+            let done = hs.handle_input(&mut input).unwrap();
+            let mut out = SendBuffer::new();
+            hs.poll_output(&mut out);
+            stream.write_all(&out.to_vec()).unwrap();
+            if done.is_some() {
+                break;
+            }
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the server hung up in the handshake");
+            input.extend_from_slice(&buf[..n]);
+        }
+        let (sealer, opener) = hs.take_cipher().unwrap().split();
+        HandClient {
+            stream,
+            sealer,
+            opener,
+            input,
+        }
+    }
+
+    fn sealed(&mut self, body: &str) -> Vec<u8> {
+        let mut out = conduit_proto::SendBuffer::new();
+        self.sealer
+            .seal_message(&Message::from(body.to_owned()), &mut out);
+        out.to_vec()
+    }
+
+    /// The next item from the server, opened.
+    fn next(&mut self) -> conduit_proto::Item {
+        loop {
+            if let Some(item) = self.opener.decode(&mut self.input).unwrap() {
+                return item;
+            }
+            let mut buf = [0u8; 4096];
+            let n = self.stream.read(&mut buf).unwrap();
+            assert!(n > 0, "the server hung up without an ERROR");
+            self.input.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+#[test]
+fn a_replayed_or_corrupted_box_drops_the_connection_with_a_sealed_reason() {
+    use conduit_proto::{Command, Item};
+    let server = CurveKeyPair::generate();
+    let listener = ChannelBuilder::new()
+        .curve_server(server.clone())
+        .listen("tcp://127.0.0.1:0")
+        .unwrap();
+    let ep = listener.endpoint().to_string();
+    for replay in [true, false] {
+        let public = server.public;
+        let ep2 = ep.clone();
+        let client = std::thread::spawn(move || {
+            let mut c = HandClient::connect(&ep2, public);
+            let first = c.sealed("first");
+            c.stream.write_all(&first).unwrap();
+            let attack = if replay {
+                first
+            } else {
+                let mut second = c.sealed("second");
+                let last = second.len() - 1;
+                second[last] ^= 0x80;
+                second
+            };
+            c.stream.write_all(&attack).unwrap();
+            c.next()
+        });
+        let ch = listener.accept_timeout(20 * SECOND).unwrap().unwrap();
+        assert_eq!(ch.recv_timeout(20 * SECOND).unwrap().concat(), "first");
+        let err = match ch.recv_timeout(20 * SECOND) {
+            Err(conduit::RecvTimeoutError::Failed(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let expected = if replay {
+            "is not above the last one"
+        } else {
+            "does not open"
+        };
+        assert!(
+            protocol_error(&err).to_string().contains(expected),
+            "{err:?}"
+        );
+        // The client is told why, inside a box.
+        match client.join().unwrap() {
+            Item::Command(Command::Error(reason)) => {
+                assert!(reason.contains(expected), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
