@@ -365,10 +365,16 @@ impl Channel {
     pub(crate) fn start(stream: SocketStream, options: Options) -> Result<Channel, Error> {
         let stream = Arc::new(stream);
         let transport: Arc<dyn Transport> = stream.clone();
+        // Only an authenticator looks at the peer's address: spare the system
+        // calls otherwise.
+        let peer_address = match options.security.authenticator {
+            Some(_) => crate::security::peer_address(stream.as_fd()),
+            None => Default::default(),
+        };
         let handshake = Handshake::with_security(
             options.local.clone(),
             Security::clone(&options.security),
-            crate::security::peer_address(stream.as_fd()),
+            peer_address,
         );
         let writer = Writer::new(transport.clone(), options.sndhwm);
         let mut opening = SendBuffer::new();
