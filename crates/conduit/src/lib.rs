@@ -55,6 +55,32 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Security
+//!
+//! CURVE encrypts and authenticates connections, PLAIN checks a user name and
+//! password (in clear), as libzmq does; both builders take the options, and an
+//! [`Authenticator`] such as [`AuthPolicy`] decides on the server who gets in
+//! (`docs/security.md`).
+//!
+//! ```
+//! use conduit::{AuthPolicy, CurveKeyPair, Socket, SocketType};
+//!
+//! let server = CurveKeyPair::generate();
+//! let client = CurveKeyPair::generate();
+//! let rep = Socket::builder(SocketType::Rep)
+//!     .curve_server(server.clone())
+//!     .authenticator(AuthPolicy::new().allow_curve_key(client.public))
+//!     .build()?;
+//! let endpoint = rep.bind("tcp://127.0.0.1:*")?.to_string();
+//! let req = Socket::builder(SocketType::Req)
+//!     .curve_client(server.public, Some(client))
+//!     .build()?;
+//! req.connect(&endpoint)?;
+//! req.send("sealed")?;
+//! assert_eq!(rep.recv()?.concat(), "sealed");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Closing
 //!
 //! Closing a channel, pipe or socket (or dropping it) delivers everything sent
