@@ -518,3 +518,52 @@ fn hostile_initiates_are_dropped_with_a_reason() {
     }
     assert_eq!(GREETING_LEN, 64);
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn message() -> impl Strategy<Value = Message> {
+        proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..40),
+                proptest::collection::vec(any::<u8>(), 250..300),
+            ],
+            1..4,
+        )
+        .prop_map(Message::from_frames)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever is sealed opens to itself, in order, whatever the split
+        /// points of the stream.
+        #[test]
+        fn sealed_messages_open_to_themselves(
+            messages in proptest::collection::vec(message(), 1..8),
+            piece in 1usize..300,
+        ) {
+            let (client, server) = completed_curve();
+            let (mut seal, _) = client.split();
+            let (_, mut open) = server.split();
+            let mut wire = SendBuffer::new();
+            for m in &messages {
+                seal.seal_message(m, &mut wire);
+            }
+            let bytes = wire.to_vec();
+            let mut src = BytesMut::new();
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                src.extend_from_slice(chunk);
+                while let Some(item) = open.decode(&mut src).unwrap() {
+                    got.push(item);
+                }
+            }
+            let expected: Vec<Item> = messages.into_iter().map(Item::Message).collect();
+            prop_assert_eq!(got, expected);
+            prop_assert!(src.is_empty() && open.is_between_messages());
+        }
+    }
+}
