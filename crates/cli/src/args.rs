@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::format::Format;
 use crate::help;
 use crate::input::MessageArgs;
+use crate::security::{KeygenArgs, SecurityArgs};
 
 /// Message passing from the shell: whole messages over pipes, Unix sockets and
 /// TCP, speaking ZeroMQ's ZMTP 3.1 (so the peer can be libzmq, pyzmq, JeroMQ...),
@@ -68,6 +69,9 @@ pub enum Command {
     /// an XSUB/XPUB forwarder or a PULL/PUSH streamer
     #[command(after_help = help::PROXY)]
     Proxy(ProxyArgs),
+    /// Print a new CURVE key pair (and write it as certificate files with --cert)
+    #[command(after_help = help::KEYGEN)]
+    Keygen(KeygenArgs),
     /// Print a shell completion script
     #[command(after_help = help::COMPLETIONS)]
     Completions(CompletionsArgs),
@@ -104,6 +108,8 @@ pub struct SendArgs {
     /// Print connection events to standard error
     #[arg(short, long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +130,8 @@ pub struct RecvArgs {
     /// Print connection events to standard error
     #[arg(short, long)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 /// Where a socket binds and connects: any number of each, tcp and ipc at once.
@@ -162,6 +170,8 @@ pub struct CommonArgs {
     /// that sends a larger one is dropped and reported
     #[arg(long, value_name = "BYTES")]
     pub max_size: Option<usize>,
+    #[command(flatten)]
+    pub security: SecurityArgs,
 }
 
 #[derive(Debug, Args)]

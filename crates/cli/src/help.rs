@@ -263,6 +263,15 @@ have passed, --timeout passes without one, or Ctrl-C.
     exit_codes!()
 );
 
+pub const KEYGEN: &str = "\
+Examples:
+  conduit keygen                      print a key pair as 40-character Z85 text
+  conduit keygen --cert server        also write server.key and server.key_secret
+
+A CURVE server keeps its secret key (--curve-server --curve-secret-key
+server.key_secret) and gives clients its public key (--curve-server-key
+server.key). See docs/security.md.";
+
 pub const COMPLETIONS: &str = "\
 Examples:
   conduit completions bash > ~/.local/share/bash-completion/completions/conduit

@@ -15,6 +15,7 @@ mod interrupt;
 mod open;
 mod proxy;
 mod recv;
+mod security;
 mod send;
 mod socket_cmd;
 mod usage;
@@ -66,6 +67,7 @@ fn run(command: Command) -> Result<Outcome> {
         Command::DemoChild(a) => return demo::child(a),
         Command::Completions(a) => return generate::completions(a),
         Command::Man(a) => return generate::man(a),
+        Command::Keygen(a) => return security::keygen(a),
         _ => {}
     }
     interrupt::install()?;
@@ -84,7 +86,11 @@ fn run(command: Command) -> Result<Outcome> {
         Command::Xpub(a) => socket_cmd::xpub(a),
         Command::Xsub(a) => socket_cmd::xsub(a),
         Command::Proxy(a) => proxy::run(a),
-        Command::Demo | Command::DemoChild(_) | Command::Completions(_) | Command::Man(_) => {
+        Command::Demo
+        | Command::DemoChild(_)
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::Keygen(_) => {
             unreachable!("handled above")
         }
     }

@@ -96,6 +96,8 @@ pub struct Open<'a> {
     pub timeout: Option<Duration>,
     pub max_size: Option<usize>,
     pub watch: &'a Watch,
+    /// CURVE or PLAIN, and who gets in (`None`: NULL, everyone).
+    pub security: Option<conduit::Security>,
 }
 
 impl Open<'_> {
@@ -106,6 +108,9 @@ impl Open<'_> {
         }
         if let Some(t) = self.timeout {
             builder = builder.linger(t);
+        }
+        if let Some(security) = &self.security {
+            builder = builder.security(security.clone());
         }
         builder
     }
@@ -119,9 +124,18 @@ impl Open<'_> {
             self.watch
                 .note(format_args!("listening on {}", listener.endpoint()));
             let accepted = interrupt::wait(self.timeout, |slice| {
-                listener
-                    .accept_timeout(slice)
-                    .with_context(|| format!("no peer on {ep}"))
+                match listener.accept_timeout(slice) {
+                    // A peer our security refuses is reported, and the next
+                    // one awaited: it must not take the server down.
+                    Err(e) if self.security.is_some() && is_refusal(&e) => {
+                        crate::say(format_args!(
+                            "refused a peer on {ep}: {}",
+                            crate::cause_chain(&e)
+                        ));
+                        Ok(None)
+                    }
+                    other => other.with_context(|| format!("no peer on {ep}")),
+                }
             })?;
             if let Waited::Done(c) = &accepted {
                 self.note_peer(ep, c);
@@ -182,4 +196,15 @@ fn map<T, U>(w: Waited<T>, f: impl FnOnce(T) -> U) -> Waited<U> {
         Waited::TimedOut => Waited::TimedOut,
         Waited::Interrupted => Waited::Interrupted,
     }
+}
+
+/// Whether a failed accept was a peer failing or refused by our security's
+/// handshake, rather than the listener breaking.
+fn is_refusal(e: &conduit::Error) -> bool {
+    matches!(
+        e,
+        conduit::Error::Protocol(_)
+            | conduit::Error::ClosedDuringHandshake
+            | conduit::Error::HandshakeTimeout(_)
+    )
 }

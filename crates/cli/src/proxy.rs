@@ -36,6 +36,8 @@ pub fn run(a: ProxyArgs) -> Result<Outcome> {
         verbose: a.verbose,
         identity: None,
         max_size: a.max_size,
+        // Security on a proxy would differ per side; not offered yet.
+        security: Default::default(),
     };
     let (front, front_watch) = open_as(
         front_kind,

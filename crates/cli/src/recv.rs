@@ -18,6 +18,7 @@ pub fn run(args: RecvArgs) -> Result<Outcome> {
         timeout: args.timeout,
         max_size: args.max_size,
         watch: &watch,
+        security: args.security.security()?,
     };
     let source = match open.source()? {
         Waited::Done(s) => s,

@@ -17,6 +17,7 @@ pub fn run(args: SendArgs) -> Result<Outcome> {
         timeout: args.timeout,
         max_size: None,
         watch: &watch,
+        security: args.security.security()?,
     };
     let sink = match open.sink()? {
         Waited::Done(s) => s,

@@ -64,6 +64,9 @@ pub fn open_as(
     if let Some(t) = common.timeout {
         builder = builder.linger(t);
     }
+    if let Some(security) = common.security.security()? {
+        builder = builder.security(security);
+    }
     let socket = tweak(builder).build().context("cannot create the socket")?;
     attach(&socket, bind, connect)?;
     Ok((socket, watch))

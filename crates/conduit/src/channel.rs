@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use conduit_proto::{Command, Handshake, Message, PeerInfo, SendBuffer, SocketType};
+use conduit_proto::{Command, Handshake, Message, PeerInfo, Security, SendBuffer, SocketType};
 
 use crate::endpoint::Endpoint;
 use crate::error::{
@@ -117,6 +117,11 @@ impl ChannelBuilder {
     pub fn ipc_mode(mut self, mode: u32) -> Self {
         self.options.ipc_mode = mode;
         self
+    }
+
+    /// Security options: see the methods in `security.rs`.
+    pub(crate) fn security_mut(&mut self) -> &mut Security {
+        Arc::make_mut(&mut self.options.security)
     }
 
     /// Connects to `endpoint` and completes the handshake.
@@ -363,7 +368,17 @@ impl Channel {
     pub(crate) fn start(stream: SocketStream, options: Options) -> Result<Channel, Error> {
         let stream = Arc::new(stream);
         let transport: Arc<dyn Transport> = stream.clone();
-        let handshake = Handshake::new(options.local.clone());
+        // Only an authenticator looks at the peer's address: spare the system
+        // calls otherwise.
+        let peer_address = match options.security.authenticator {
+            Some(_) => crate::security::peer_address(stream.as_fd()),
+            None => Default::default(),
+        };
+        let handshake = Handshake::with_security(
+            options.local.clone(),
+            Security::clone(&options.security),
+            peer_address,
+        );
         let writer = Writer::new(transport.clone(), options.sndhwm);
         let mut opening = SendBuffer::new();
         handshake.start(&mut opening);
@@ -410,8 +425,15 @@ impl Channel {
             HandshakeState::Failed(e) => return Err(NotReady::Failed(e.clone())),
             HandshakeState::Pending(h) => h,
         };
-        match self.reader.handshake(handshake, wait) {
-            Ok(peer) => Ok(self.peer.get_or_init(|| peer)),
+        let reply_wait = Wait::timeout(self.options.handshake_timeout);
+        let mut send = |out: &mut SendBuffer| self.writer.send_raw(out, reply_wait);
+        match self.reader.handshake(handshake, wait, &mut send) {
+            Ok((peer, sealer)) => {
+                if let Some(sealer) = sealer {
+                    self.writer.set_sealer(sealer);
+                }
+                Ok(self.peer.get_or_init(|| peer))
+            }
             Err(RecvFail::WouldBlock) => Err(NotReady::WouldBlock),
             Err(fail) => {
                 let error = match fail {

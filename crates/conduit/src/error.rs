@@ -66,6 +66,9 @@ pub enum Error {
     /// The peer stopped answering heartbeats.
     #[error("peer went silent (heartbeat timed out)")]
     PeerSilent,
+    /// A key, certificate or password file that cannot be used.
+    #[error("{0}")]
+    BadCredentials(String),
     /// The operating system refused something; `context` says what we were doing.
     #[error("{context}")]
     Io {

@@ -55,6 +55,32 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Security
+//!
+//! CURVE encrypts and authenticates connections, PLAIN checks a user name and
+//! password (in clear), as libzmq does; both builders take the options, and an
+//! [`Authenticator`] such as [`AuthPolicy`] decides on the server who gets in
+//! (`docs/security.md`).
+//!
+//! ```
+//! use conduit::{AuthPolicy, CurveKeyPair, Socket, SocketType};
+//!
+//! let server = CurveKeyPair::generate();
+//! let client = CurveKeyPair::generate();
+//! let rep = Socket::builder(SocketType::Rep)
+//!     .curve_server(server.clone())
+//!     .authenticator(AuthPolicy::new().allow_curve_key(client.public))
+//!     .build()?;
+//! let endpoint = rep.bind("tcp://127.0.0.1:*")?.to_string();
+//! let req = Socket::builder(SocketType::Req)
+//!     .curve_client(server.public, Some(client))
+//!     .build()?;
+//! req.connect(&endpoint)?;
+//! req.send("sealed")?;
+//! assert_eq!(rep.recv()?.concat(), "sealed");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Closing
 //!
 //! Closing a channel, pipe or socket (or dropping it) delivers everything sent
@@ -69,6 +95,7 @@
 //! [`Message`], [`SocketType`] and [`ProtocolError`] are re-exported here.
 #![deny(missing_docs)]
 
+mod auth;
 mod channel;
 mod endpoint;
 mod engine;
@@ -78,14 +105,18 @@ mod pipe;
 mod poller;
 pub mod process;
 mod reader;
+mod security;
 mod socket;
 mod transport;
 mod writer;
 
+pub use auth::AuthPolicy;
 pub use channel::{Channel, ChannelBuilder, Listener};
 pub use conduit_proto::{
-    DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, Message, PeerInfo, Properties,
-    ProtocolError, SocketType,
+    AuthRequest, Authenticator, Credentials, CurveKeyPair, CurvePublicKey, CurveSecretKey,
+    DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, KeyError, Mechanism, Message,
+    Password, PeerAddress, PeerInfo, PeerProcess, Properties, ProtocolError, Security, SocketType,
+    z85,
 };
 pub use endpoint::Endpoint;
 pub use engine::{io_threads, set_io_threads};
@@ -95,4 +126,5 @@ pub use error::{
 pub use options::{DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
 pub use pipe::{PipeReceiver, PipeSender, pipe};
 pub use poller::{Interest, Pollable, Poller, Ready};
+pub use security::{Certificate, load_public_keys, parse_key};
 pub use socket::{Socket, SocketBuilder, SocketEvent};

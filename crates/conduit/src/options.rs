@@ -1,9 +1,10 @@
 //! Options shared by channels and pipes, with libzmq's defaults where libzmq has one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use conduit_proto::{DEFAULT_MAX_MESSAGE_SIZE, LocalInfo, Properties, SocketType};
+use conduit_proto::{DEFAULT_MAX_MESSAGE_SIZE, LocalInfo, Properties, Security, SocketType};
 
 use crate::transport::Wait;
 
@@ -33,6 +34,9 @@ pub(crate) struct Options {
     pub(crate) connect_timeout: Duration,
     /// Permission bits of an `ipc://` socket file.
     pub(crate) ipc_mode: u32,
+    /// Security mechanism, role and authenticator (default NULL, no checks);
+    /// shared, as it is the same for every connection and holds keys.
+    pub(crate) security: Arc<Security>,
 }
 
 impl Options {
@@ -49,6 +53,7 @@ impl Options {
             sndhwm: DEFAULT_HWM,
             connect_timeout: Duration::ZERO,
             ipc_mode: 0o600,
+            security: Arc::default(),
         }
     }
 

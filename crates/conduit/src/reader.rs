@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
-use conduit_proto::{Command, Decoder, Handshake, Item, Message, PeerInfo};
+use conduit_proto::{
+    Command, Decoder, Handshake, Item, Message, Opener, PeerInfo, ProtocolError, Sealer, SendBuffer,
+};
 
 use crate::error::{Error, RecvError, RecvTimeoutError, TryRecvError};
 use crate::transport::{Transport, Wait};
@@ -99,6 +101,34 @@ struct State {
     ready: VecDeque<Message>,
     /// Set once the stream has ended; every later call reports the same end.
     end: Option<End>,
+    /// After a CURVE handshake, opens the MESSAGE boxes everything arrives in;
+    /// it then decodes instead of `decoder`.
+    opener: Option<Opener>,
+}
+
+impl State {
+    fn decode(&mut self) -> Result<Option<Item>, ProtocolError> {
+        match &mut self.opener {
+            Some(opener) => opener.decode(&mut self.buf),
+            None => self.decoder.decode(&mut self.buf),
+        }
+    }
+
+    /// Splits off a run of one-frame messages (none when the traffic is sealed:
+    /// every frame must be opened first).
+    fn decode_run(&mut self, out: &mut VecDeque<Message>) -> usize {
+        match self.opener {
+            Some(_) => 0,
+            None => self.decoder.decode_run(&mut self.buf, out, RUN_MAX),
+        }
+    }
+
+    fn between_messages(&self) -> bool {
+        match &self.opener {
+            Some(opener) => opener.is_between_messages(),
+            None => self.decoder.is_between_messages(),
+        }
+    }
 }
 
 /// The receiving half of a stream.
@@ -114,6 +144,7 @@ pub(crate) struct Reader {
     /// Nanoseconds from `created` to the last arrival of bytes.
     last_input: AtomicU64,
     created: Instant,
+    max_message_size: usize,
 }
 
 impl Reader {
@@ -125,10 +156,12 @@ impl Reader {
                 decoder: Decoder::new(max_message_size),
                 ready: VecDeque::new(),
                 end: None,
+                opener: None,
             }),
             broken: AtomicBool::new(false),
             last_input: AtomicU64::new(0),
             created: Instant::now(),
+            max_message_size,
         }
     }
 
@@ -192,10 +225,13 @@ impl Reader {
                 Some(End::Broken(e)) => return Err(RecvFail::Broken(e.clone())),
                 None => {}
             }
-            if st.decoder.decode_run(&mut st.buf, &mut st.ready, RUN_MAX) > 0 {
+            let mut ready = std::mem::take(&mut st.ready);
+            let run = st.decode_run(&mut ready);
+            st.ready = ready;
+            if run > 0 {
                 continue;
             }
-            match st.decoder.decode(&mut st.buf) {
+            match st.decode() {
                 Ok(Some(Item::Message(msg))) => return Ok(msg),
                 Ok(Some(Item::Command(cmd))) => {
                     if let Err(e) = on_command(cmd) {
@@ -211,7 +247,7 @@ impl Reader {
             }
             match self.fill(st, wait) {
                 Ok(0) => {
-                    let end = if st.buf.is_empty() && st.decoder.is_between_messages() {
+                    let end = if st.buf.is_empty() && st.between_messages() {
                         End::Closed
                     } else {
                         End::Broken(Error::Truncated)
@@ -231,7 +267,7 @@ impl Reader {
                     let error = Error::from_stream(e, "cannot read from the stream");
                     // A reset partway through a message loses the rest of it, just as
                     // an end of stream there would.
-                    let mid_message = !st.buf.is_empty() || !st.decoder.is_between_messages();
+                    let mid_message = !st.buf.is_empty() || !st.between_messages();
                     let error = match error {
                         Error::Disconnected if mid_message => Error::Truncated,
                         other => other,
@@ -242,20 +278,37 @@ impl Reader {
         }
     }
 
-    /// Reads until `handshake` completes, within `wait`. What the peer sent after
-    /// its READY stays buffered for [`recv`](Self::recv).
+    /// Reads until `handshake` completes, within `wait`, handing what the
+    /// mechanism answers to `send`. What the peer sent after its last handshake
+    /// command stays buffered for [`recv`](Self::recv); after CURVE it is opened
+    /// from then on, and the sealing half is returned for the writer.
     ///
     /// `Closed` here means the peer hung up before completing the handshake.
     pub(crate) fn handshake(
         &self,
         handshake: &mut Handshake,
         wait: Wait,
-    ) -> Result<PeerInfo, RecvFail> {
+        send: &mut dyn FnMut(&mut SendBuffer) -> Result<(), Error>,
+    ) -> Result<(PeerInfo, Option<Sealer>), RecvFail> {
         let mut st = self.lock();
         let st = &mut *st;
         loop {
-            match handshake.handle_input(&mut st.buf) {
-                Ok(Some(peer)) => return Ok(peer),
+            let result = handshake.handle_input(&mut st.buf);
+            if handshake.has_output() {
+                let mut out = SendBuffer::new();
+                handshake.poll_output(&mut out);
+                send(&mut out).map_err(RecvFail::Broken)?;
+            }
+            match result {
+                Ok(Some(peer)) => {
+                    let sealer = handshake.take_cipher().map(|cipher| {
+                        let (sealer, mut opener) = cipher.split();
+                        opener.set_max_message_size(self.max_message_size);
+                        st.opener = Some(opener);
+                        sealer
+                    });
+                    return Ok((peer, sealer));
+                }
                 Ok(None) => {}
                 Err(e) => return Err(RecvFail::Broken(Error::Protocol(e))),
             }

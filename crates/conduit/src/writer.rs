@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use conduit_proto::{Command, Message, SendBuffer};
+use conduit_proto::{Command, Message, Sealer, SendBuffer};
 
 use crate::error::{Error, SendError, SendTimeoutError, TrySendError};
 use crate::transport::{Transport, Wait};
@@ -118,6 +118,10 @@ struct State {
     was_full: bool,
     /// Threads waiting on `drained`: it is only signalled when there are some.
     waiters: usize,
+    /// After a CURVE handshake, seals every frame queued into a MESSAGE box.
+    /// Frames are sealed as they enter `pending`, under this lock, so nonces
+    /// follow the order of the stream.
+    sealer: Option<Sealer>,
 }
 
 /// What the flusher thread is doing, so that it is only woken when it must be.
@@ -135,6 +139,20 @@ enum Flusher {
 }
 
 impl State {
+    fn push_message(&mut self, msg: &Message) {
+        match &mut self.sealer {
+            Some(sealer) => sealer.seal_message(msg, &mut self.pending),
+            None => self.pending.push_message(msg),
+        }
+    }
+
+    fn push_command(&mut self, cmd: &Command) {
+        match &mut self.sealer {
+            Some(sealer) => sealer.seal_command(cmd, &mut self.pending),
+            None => self.pending.push_command(cmd),
+        }
+    }
+
     /// Whether a sender may write `pending` now: the flusher is not writing, and
     /// nothing handed to it has to go first.
     fn can_write(&self) -> bool {
@@ -221,6 +239,7 @@ impl Writer {
                     closing: false,
                     was_full: false,
                     waiters: 0,
+                    sealer: None,
                 }),
                 work: Condvar::new(),
                 drained: Condvar::new(),
@@ -302,7 +321,7 @@ impl Writer {
         msg: Message,
         wait: Wait,
     ) -> Result<(), SendFail> {
-        st.pending.push_message(&msg);
+        st.push_message(&msg);
         match write_out(&*self.shared.transport, &mut st.pending, wait) {
             Ok(()) => Ok(()),
             Err(e) if is_wait_error(&e) => {
@@ -378,7 +397,7 @@ impl Writer {
             });
             return (st, Err(fail));
         }
-        st.pending.push_message(&msg);
+        st.push_message(&msg);
         st.pending_msgs += 1;
         st.appended += 1;
         if st.can_write() {
@@ -499,7 +518,7 @@ impl Writer {
         if let Some(error) = st.broken.clone() {
             return Err(error);
         }
-        st.pending.push_command(cmd);
+        st.push_command(cmd);
         self.write_soon(st);
         Ok(())
     }
@@ -512,6 +531,12 @@ impl Writer {
         } else {
             self.wake_flusher(&mut st, false);
         }
+    }
+
+    /// From now on, seals every message and command in a CURVE MESSAGE box.
+    /// Called when the handshake completes, before anything else is queued.
+    pub(crate) fn set_sealer(&self, sealer: Sealer) {
+        lock(&self.shared.state).sealer = Some(sealer);
     }
 
     /// Writes raw bytes (a greeting) now, from the caller's thread.

@@ -17,6 +17,9 @@ pub enum Fault {
     Incompatible,
     /// The peer told us, with an ERROR command, that it gives up.
     Peer,
+    /// The peer completed its side of the handshake, but our authenticator
+    /// did not let it in.
+    Refused,
 }
 
 /// A fatal error on one ZMTP connection.
@@ -97,7 +100,7 @@ pub enum ProtocolError {
         major: u8,
     },
     /// The peer's security mechanism is not NULL.
-    #[error("peer uses security mechanism {peer:?}; conduit supports only NULL")]
+    #[error("peer uses security mechanism {peer:?}, which this side is not set up for")]
     MechanismMismatch {
         /// The mechanism the peer announced.
         peer: String,
@@ -119,6 +122,30 @@ pub enum ProtocolError {
     /// The peer sent an ERROR command.
     #[error("peer reported an error: {0}")]
     PeerError(String),
+    /// A security handshake command other than the one expected now.
+    #[error("expected {expected} during the handshake, received {received}")]
+    UnexpectedHandshakeCommand {
+        /// The command the mechanism waits for.
+        expected: &'static str,
+        /// The command that came.
+        received: String,
+    },
+    /// A CURVE box did not open, or held what it must not: a wrong key, a
+    /// forged or corrupted box, or a cookie from another connection.
+    #[error("CURVE: {0}")]
+    Cryptographic(&'static str),
+    /// A CURVE MESSAGE whose nonce is not above the last one's: replayed or
+    /// reordered (RFC 26, "Nonces").
+    #[error("CURVE: MESSAGE nonce {nonce} is not above the last one, {last}")]
+    ReplayedNonce {
+        /// The nonce received.
+        nonce: u64,
+        /// The last nonce accepted.
+        last: u64,
+    },
+    /// Our authenticator refused the peer, for this reason.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
 }
 
 /// Names the protocol behind a greeting's version byte below 3. The byte at
@@ -147,13 +174,17 @@ impl ProtocolError {
             CommandInsideMessage
             | MessageBeforeReady
             | UnexpectedCommand(_)
-            | TooManySubscriptions { .. } => Fault::Violation,
+            | TooManySubscriptions { .. }
+            | UnexpectedHandshakeCommand { .. }
+            | Cryptographic(_)
+            | ReplayedNonce { .. } => Fault::Violation,
             UnsupportedVersion { .. }
             | MechanismMismatch { .. }
             | MissingSocketType
             | UnknownSocketType(_)
             | IncompatibleSocketType { .. } => Fault::Incompatible,
             PeerError(_) => Fault::Peer,
+            AccessDenied(_) => Fault::Refused,
         }
     }
 

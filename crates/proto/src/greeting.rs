@@ -17,7 +17,7 @@ use crate::error::ProtocolError;
 pub const GREETING_LEN: usize = 64;
 
 const MECHANISM: std::ops::Range<usize> = 12..32;
-const NULL_MECHANISM: &[u8] = b"NULL";
+const AS_SERVER: usize = 32;
 
 /// What a peer's greeting told us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,12 +37,20 @@ impl Greeting {
 
     /// Our own greeting: ZMTP 3.1, NULL mechanism, zero padding and filler.
     pub fn ours() -> [u8; GREETING_LEN] {
+        Greeting::ours_for("NULL", false)
+    }
+
+    /// Our greeting for a mechanism (`NULL`, `PLAIN`, `CURVE`: at most 20
+    /// bytes) and role.
+    pub fn ours_for(mechanism: &str, as_server: bool) -> [u8; GREETING_LEN] {
         let mut g = [0u8; GREETING_LEN];
         g[0] = 0xFF;
         g[9] = 0x7F;
         g[10] = 3;
         g[11] = 1;
-        g[MECHANISM.start..MECHANISM.start + NULL_MECHANISM.len()].copy_from_slice(NULL_MECHANISM);
+        let name = &mechanism.as_bytes()[..mechanism.len().min(MECHANISM.len())];
+        g[MECHANISM.start..MECHANISM.start + name.len()].copy_from_slice(name);
+        g[AS_SERVER] = u8::from(as_server);
         g
     }
 
@@ -52,6 +60,15 @@ impl Greeting {
     ///
     /// Returns `Ok(None)` until all 64 bytes are there.
     pub fn parse(src: &[u8]) -> Result<Option<Greeting>, ProtocolError> {
+        Ok(Greeting::parse_for(src, "NULL")?.map(|(g, _)| g))
+    }
+
+    /// As [`parse`](Self::parse), for a peer that must use `mechanism`; also
+    /// returns the peer's as-server flag.
+    pub fn parse_for(
+        src: &[u8],
+        mechanism_name: &str,
+    ) -> Result<Option<(Greeting, bool)>, ProtocolError> {
         let expect = |offset: usize, expected: u8| match src.get(offset) {
             Some(&found) if found != expected => Err(ProtocolError::BadSignature {
                 offset,
@@ -76,7 +93,8 @@ impl Greeting {
             .iter()
             .position(|&b| b == 0)
             .unwrap_or(mechanism.len());
-        if &mechanism[..name_end] != NULL_MECHANISM || mechanism[name_end..].iter().any(|&b| b != 0)
+        if &mechanism[..name_end] != mechanism_name.as_bytes()
+            || mechanism[name_end..].iter().any(|&b| b != 0)
         {
             return Err(ProtocolError::MechanismMismatch {
                 peer: String::from_utf8_lossy(&mechanism[..name_end])
@@ -85,11 +103,14 @@ impl Greeting {
                     .collect(),
             });
         }
-        // as-server must be 0 for NULL; libzmq ignores it, and so do we.
-        Ok(Some(Greeting {
-            major: src[10],
-            minor: src[11],
-        }))
+        // as-server must be 0 for NULL; libzmq ignores it there, and so do we.
+        Ok(Some((
+            Greeting {
+                major: src[10],
+                minor: src[11],
+            },
+            src[AS_SERVER] != 0,
+        )))
     }
 }
 

@@ -8,6 +8,9 @@ use crate::decoder::MAX_COMMAND_SIZE;
 use crate::error::ProtocolError;
 use crate::frame::FrameHeader;
 use crate::greeting::{GREETING_LEN, Greeting};
+use crate::mechanism::curve::{CurveClient, CurveServer};
+use crate::mechanism::plain::{PlainClient, PlainServer};
+use crate::mechanism::{Cipher, Context, Credentials, Done, Mechanism, PeerAddress, Security};
 use crate::properties::{IDENTITY, IMPLEMENTATION, Properties, SOCKET_TYPE};
 use crate::send_buffer::SendBuffer;
 use crate::socket_type::SocketType;
@@ -33,7 +36,9 @@ impl LocalInfo {
         }
     }
 
-    fn ready(&self) -> Command {
+    /// Our metadata: what NULL sends in READY, PLAIN and CURVE in INITIATE or
+    /// READY.
+    pub fn metadata(&self) -> Properties {
         let mut props = Properties::new();
         props
             .insert(SOCKET_TYPE, self.socket_type.as_str())
@@ -53,7 +58,7 @@ impl LocalInfo {
                 .insert(name, value.clone())
                 .expect("validated on insert");
         }
-        Command::Ready(props)
+        props
     }
 }
 
@@ -68,6 +73,9 @@ pub struct PeerInfo {
     pub properties: Properties,
     /// Its greeting's version.
     pub greeting: Greeting,
+    /// What our [`Authenticator`](crate::Authenticator) called the peer, if it
+    /// gave a name (a PLAIN user name, the owner of a CURVE key).
+    pub user_id: Option<String>,
 }
 
 impl PeerInfo {
@@ -82,20 +90,34 @@ impl PeerInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Greeting,
-    Ready(Greeting),
+    Commands(Greeting),
     Done,
+}
+
+/// The mechanism's own state.
+#[derive(Debug)]
+enum MechState {
+    Null,
+    PlainClient(PlainClient),
+    PlainServer(PlainServer),
+    CurveClient(Box<CurveClient>),
+    CurveServer(Box<CurveServer>),
 }
 
 /// The handshake of one connection, as a state machine that does no I/O.
 ///
-/// [`start`](Self::start) queues our greeting and READY; feed what the peer sends
-/// to [`handle_input`](Self::handle_input) until it returns the peer's
-/// [`PeerInfo`]. Bytes after the peer's READY stay in the input buffer: they are
-/// the first traffic.
+/// [`start`](Self::start) queues our greeting and first command; feed what the
+/// peer sends to [`handle_input`](Self::handle_input) until it returns the
+/// peer's [`PeerInfo`], and after every call write out what
+/// [`poll_output`](Self::poll_output) gives (PLAIN and CURVE answer the peer's
+/// commands; NULL never has anything there). Bytes after the peer's last
+/// handshake command stay in the input buffer: they are the first traffic,
+/// which after a CURVE handshake goes through the [`Cipher`] that
+/// [`take_cipher`](Self::take_cipher) hands over.
 ///
-/// We send the whole greeting and READY at once rather than waiting for the
-/// peer's signature: conduit speaks no older ZMTP to downgrade to, and one write
-/// saves a round trip.
+/// With NULL we send the whole greeting and READY at once rather than waiting
+/// for the peer's signature: conduit speaks no older ZMTP to downgrade to, and
+/// one write saves a round trip.
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -113,15 +135,46 @@ enum State {
 #[derive(Debug)]
 pub struct Handshake {
     local: LocalInfo,
+    security: Security,
+    peer_address: PeerAddress,
     state: State,
+    mech: MechState,
+    output: SendBuffer,
+    cipher: Option<Cipher>,
 }
 
 impl Handshake {
-    /// A handshake announcing `local`.
+    /// A NULL handshake announcing `local`.
     pub fn new(local: LocalInfo) -> Handshake {
+        Handshake::with_security(local, Security::default(), PeerAddress::default())
+    }
+
+    /// A handshake with `security`'s mechanism and role, for a peer at
+    /// `peer_address` (what the authenticator is told).
+    pub fn with_security(
+        local: LocalInfo,
+        security: Security,
+        peer_address: PeerAddress,
+    ) -> Handshake {
+        let mech = match &security.mechanism {
+            Mechanism::Null => MechState::Null,
+            Mechanism::PlainClient { .. } => MechState::PlainClient(PlainClient::ExpectWelcome),
+            Mechanism::PlainServer => MechState::PlainServer(PlainServer::ExpectHello),
+            Mechanism::CurveClient { server_key, keys } => {
+                MechState::CurveClient(Box::new(CurveClient::new(*server_key, keys.clone())))
+            }
+            Mechanism::CurveServer { keys } => {
+                MechState::CurveServer(Box::new(CurveServer::new(keys.clone())))
+            }
+        };
         Handshake {
             local,
+            security,
+            peer_address,
             state: State::Greeting,
+            mech,
+            output: SendBuffer::new(),
+            cipher: None,
         }
     }
 
@@ -130,61 +183,133 @@ impl Handshake {
         &self.local
     }
 
+    /// Our mechanism and role.
+    pub fn mechanism(&self) -> &Mechanism {
+        &self.security.mechanism
+    }
+
     /// Whether the peer's greeting has arrived; after that, failures are reported to
     /// the peer with ERROR.
     pub fn peer_greeting(&self) -> Option<Greeting> {
         match self.state {
-            State::Ready(g) => Some(g),
+            State::Commands(g) => Some(g),
             _ => None,
         }
     }
 
-    /// Queues our greeting and READY.
+    /// Queues our greeting and, when we speak first, our first command (READY
+    /// for NULL, HELLO for a PLAIN or CURVE client).
     pub fn start(&self, out: &mut SendBuffer) {
-        out.push_bytes(&Greeting::ours());
-        out.push_command(&self.local.ready());
+        let mechanism = &self.security.mechanism;
+        out.push_bytes(&Greeting::ours_for(mechanism.name(), mechanism.as_server()));
+        match (&self.mech, mechanism) {
+            (MechState::Null, _) => out.push_command(&Command::Ready(self.local.metadata())),
+            (MechState::PlainClient(_), Mechanism::PlainClient { username, password }) => {
+                PlainClient::start(username, password, out)
+            }
+            (MechState::CurveClient(client), _) => client.start(out),
+            _ => {}
+        }
     }
 
-    /// Consumes handshake bytes from `src`; returns the peer's info once its READY
-    /// has arrived and its socket type is one we can talk to.
+    /// Moves what the mechanism has to send the peer (its answers to the
+    /// commands [`handle_input`](Self::handle_input) consumed) to `out`.
+    pub fn poll_output(&mut self, out: &mut SendBuffer) {
+        if !self.output.is_empty() {
+            out.push_bytes(&self.output.to_vec());
+            self.output.clear();
+        }
+    }
+
+    /// Whether [`poll_output`](Self::poll_output) has bytes to give.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// After a CURVE handshake, the data-phase transform every later frame goes
+    /// through, both ways (see [`Cipher`]); `None` for NULL and PLAIN, and
+    /// before the handshake completes. Gives it once.
+    pub fn take_cipher(&mut self) -> Option<Cipher> {
+        self.cipher.take()
+    }
+
+    /// Consumes handshake bytes from `src`; returns the peer's info once its
+    /// last handshake command has arrived, its socket type is one we can talk
+    /// to and our authenticator let it in.
     pub fn handle_input(&mut self, src: &mut BytesMut) -> Result<Option<PeerInfo>, ProtocolError> {
         if self.state == State::Greeting {
-            let Some(greeting) = Greeting::parse(src)? else {
+            let mechanism = &self.security.mechanism;
+            // The peer's as-server flag is not checked: libzmq always sends 0
+            // there (zmtp_engine.cpp), whatever its role. Two clients find out
+            // at the first command; two servers wait for the handshake timeout.
+            let Some((greeting, _as_server)) = Greeting::parse_for(src, mechanism.name())? else {
                 return Ok(None);
             };
             src.advance(GREETING_LEN);
-            self.state = State::Ready(greeting);
+            self.state = State::Commands(greeting);
         }
-        let State::Ready(greeting) = self.state else {
+        let State::Commands(greeting) = self.state else {
             panic!("handle_input called after the handshake completed");
         };
-        let Some((header, header_len)) = FrameHeader::parse(src)? else {
-            return Ok(None);
-        };
-        if !header.command {
-            return Err(ProtocolError::MessageBeforeReady);
+        loop {
+            let Some((header, header_len)) = FrameHeader::parse(src)? else {
+                return Ok(None);
+            };
+            if !header.command {
+                return Err(ProtocolError::MessageBeforeReady);
+            }
+            if header.len > MAX_COMMAND_SIZE as u64 {
+                return Err(ProtocolError::CommandTooLarge {
+                    size: header.len,
+                    max: MAX_COMMAND_SIZE,
+                });
+            }
+            let frame_len = header_len + header.len as usize;
+            if src.len() < frame_len {
+                src.reserve(frame_len - src.len());
+                return Ok(None);
+            }
+            src.advance(header_len);
+            let body = src.split_to(header.len as usize).freeze();
+            let metadata = self.local.metadata();
+            let ctx = Context {
+                security: &self.security,
+                peer: &self.peer_address,
+                metadata: &metadata,
+            };
+            let out = &mut self.output;
+            let done = match &mut self.mech {
+                MechState::Null => {
+                    let properties = match Command::parse(body)? {
+                        Command::Ready(props) => props,
+                        Command::Error(reason) => return Err(ProtocolError::PeerError(reason)),
+                        other => {
+                            return Err(ProtocolError::UnexpectedCommand(other.name().to_owned()));
+                        }
+                    };
+                    let user_id = self
+                        .security
+                        .authenticate(&self.peer_address, Credentials::Null)?;
+                    Some(Done {
+                        properties,
+                        user_id,
+                        cipher: None,
+                    })
+                }
+                MechState::PlainClient(m) => m.handle(body, &ctx, out)?,
+                MechState::PlainServer(m) => m.handle(body, &ctx, out)?,
+                MechState::CurveClient(m) => m.handle(body, &ctx, out)?,
+                MechState::CurveServer(m) => m.handle(body, &ctx, out)?,
+            };
+            let Some(done) = done else {
+                continue;
+            };
+            let mut peer = self.validate(done.properties, greeting)?;
+            peer.user_id = done.user_id;
+            self.cipher = done.cipher;
+            self.state = State::Done;
+            return Ok(Some(peer));
         }
-        if header.len > MAX_COMMAND_SIZE as u64 {
-            return Err(ProtocolError::CommandTooLarge {
-                size: header.len,
-                max: MAX_COMMAND_SIZE,
-            });
-        }
-        let frame_len = header_len + header.len as usize;
-        if src.len() < frame_len {
-            src.reserve(frame_len - src.len());
-            return Ok(None);
-        }
-        src.advance(header_len);
-        let body = src.split_to(header.len as usize).freeze();
-        let props = match Command::parse(body)? {
-            Command::Ready(props) => props,
-            Command::Error(reason) => return Err(ProtocolError::PeerError(reason)),
-            other => return Err(ProtocolError::UnexpectedCommand(other.name().to_owned())),
-        };
-        let peer = self.validate(props, greeting)?;
-        self.state = State::Done;
-        Ok(Some(peer))
     }
 
     fn validate(
@@ -209,6 +334,7 @@ impl Handshake {
             identity: properties.get(IDENTITY).cloned().unwrap_or_default(),
             properties,
             greeting,
+            user_id: None,
         })
     }
 }

@@ -16,6 +16,9 @@
 //! - [`Subscriptions`]: counted prefix matching for PUB/SUB, within
 //!   [`SubscriptionLimits`] per subscriber; [`envelope`]: the
 //!   REQ/REP envelope rules.
+//! - [`Mechanism`], [`Security`], [`Authenticator`]: NULL, PLAIN and CURVE
+//!   handshakes, and who gets in; [`Cipher`] ([`Sealer`], [`Opener`]): CURVE's
+//!   MESSAGE boxes after the handshake; [`z85`] and [`CurveKeyPair`]: keys.
 //! - [`ProtocolError`]: every way a peer can break the protocol, with the
 //!   [`Fault`] that says whose fault it is.
 //!
@@ -48,11 +51,13 @@ mod frame;
 mod greeting;
 mod handshake;
 mod heartbeat;
+mod mechanism;
 mod message;
 mod properties;
 mod send_buffer;
 mod socket_type;
 mod subscriptions;
+pub mod z85;
 
 pub use command::{Command, MAX_PING_CONTEXT};
 pub use decoder::{DEFAULT_MAX_MESSAGE_SIZE, Decoder, Item, MAX_COMMAND_SIZE, MAX_FRAMES};
@@ -63,6 +68,11 @@ pub use frame::{
 pub use greeting::{GREETING_LEN, Greeting};
 pub use handshake::{Handshake, LocalInfo, PeerInfo};
 pub use heartbeat::{Heartbeat, HeartbeatAction, HeartbeatConfig};
+pub use mechanism::{
+    AuthRequest, Authenticator, Cipher, Credentials, CurveKeyPair, CurvePublicKey, CurveSecretKey,
+    KEY_LEN, KEY_Z85_LEN, KeyError, MESSAGE_OVERHEAD, Mechanism, Opener, Password, PeerAddress,
+    PeerProcess, Sealer, Security,
+};
 pub use message::Message;
 pub use properties::{IDENTITY, IMPLEMENTATION, InvalidPropertyName, Properties, SOCKET_TYPE};
 pub use send_buffer::{COPY_LIMIT, SendBuffer};

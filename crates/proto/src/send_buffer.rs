@@ -89,6 +89,20 @@ impl SendBuffer {
         }
     }
 
+    /// Queues bytes already encoded as whole frames (a sealed CURVE MESSAGE):
+    /// copied if small, queued by reference if large.
+    pub fn push_encoded(&mut self, bytes: Bytes) {
+        self.len += bytes.len();
+        if bytes.len() < COPY_LIMIT {
+            self.tail.extend_from_slice(&bytes);
+        } else {
+            if !self.tail.is_empty() {
+                self.chunks.push_back(self.tail.split().freeze());
+            }
+            self.chunks.push_back(bytes);
+        }
+    }
+
     /// Queues a command frame.
     pub fn push_command(&mut self, cmd: &Command) {
         let before = self.tail.len();

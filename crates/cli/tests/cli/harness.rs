@@ -20,7 +20,20 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// Waits for a spawned child (with piped stdout and stderr) within 30 s.
+/// Its outputs are read meanwhile, so that one larger than a pipe's buffer
+/// (a completion script) cannot stall it.
 pub fn finish(mut child: Child) -> Output {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).unwrap();
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = drain(child.stderr.take().map(|s| Box::new(s) as _));
     let deadline = Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -30,18 +43,10 @@ pub fn finish(mut child: Child) -> Output {
         std::thread::sleep(Duration::from_millis(5));
     }
     let status = child.wait().unwrap();
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    if let Some(mut s) = child.stdout.take() {
-        s.read_to_end(&mut stdout).unwrap();
-    }
-    if let Some(mut s) = child.stderr.take() {
-        s.read_to_end(&mut stderr).unwrap();
-    }
     Output {
         status,
-        stdout,
-        stderr,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 

@@ -7,6 +7,7 @@ mod harness;
 mod help;
 mod patterns;
 mod proxy;
+mod security;
 mod send_recv;
 mod signals;
 mod verbose;

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use conduit_proto::{
-    Command, Decoder, Handshake, Heartbeat, HeartbeatAction, Item, Message, PeerInfo,
-    ProtocolError, SendBuffer, SocketType, SubscriptionMessage,
+    Command, Decoder, Handshake, Heartbeat, HeartbeatAction, Item, Message, Opener, PeerInfo,
+    ProtocolError, Security, SendBuffer, SocketType, SubscriptionMessage,
 };
+use std::os::fd::AsFd;
 
 use super::out::{ConnId, PeerOut, Unbounded};
 use crate::error::Error;
@@ -79,6 +80,8 @@ pub(crate) struct Conn {
     pub(crate) out: Arc<PeerOut>,
     inbuf: BytesMut,
     decoder: Decoder,
+    /// CURVE: opens every frame after the handshake (then `decoder` is unused).
+    opener: Option<Opener>,
     /// Messages read but not taken by the socket (its queue was full).
     held: VecDeque<Message>,
     pub(crate) paused: bool,
@@ -117,6 +120,7 @@ impl Conn {
             out,
             inbuf: BytesMut::new(),
             decoder: Decoder::new(max),
+            opener: None,
             held: VecDeque::new(),
             paused: false,
             heartbeat,
@@ -127,9 +131,21 @@ impl Conn {
         }
     }
 
-    /// The connection is up: queue our greeting and READY.
+    /// The connection is up: queue our greeting (and READY, or the security
+    /// mechanism's first command).
     pub(crate) fn start_handshake(&mut self) {
-        let handshake = Handshake::new(self.core.options.channel.local.clone());
+        let options = &self.core.options.channel;
+        // Only an authenticator looks at the peer's address: spare the system
+        // calls otherwise.
+        let peer_address = match options.security.authenticator {
+            Some(_) => crate::security::peer_address(self.stream.as_fd()),
+            None => Default::default(),
+        };
+        let handshake = Handshake::with_security(
+            options.local.clone(),
+            Security::clone(&options.security),
+            peer_address,
+        );
         let mut opening = SendBuffer::new();
         handshake.start(&mut opening);
         self.out.push_unbounded(Unbounded::Bytes(&opening.to_vec()));
@@ -177,7 +193,11 @@ impl Conn {
 
     /// The end of the stream, or a read error, as the reason the connection ended.
     fn read_end(&self, result: io::Result<usize>) -> Ended {
-        let mid_message = !self.inbuf.is_empty() || !self.decoder.is_between_messages();
+        let between = match &self.opener {
+            Some(opener) => opener.is_between_messages(),
+            None => self.decoder.is_between_messages(),
+        };
+        let mid_message = !self.inbuf.is_empty() || !between;
         match result {
             Ok(_) if matches!(self.phase, Phase::Handshaking(_)) => Ended {
                 error: Some(Error::ClosedDuringHandshake),
@@ -203,8 +223,24 @@ impl Conn {
             let Phase::Handshaking(handshake) = &mut self.phase else {
                 return Ok(None);
             };
-            match handshake.handle_input(&mut self.inbuf) {
-                Ok(Some(info)) => return Ok(Some(info)),
+            let result = handshake.handle_input(&mut self.inbuf);
+            if handshake.has_output() {
+                // The mechanism's answers (WELCOME, INITIATE, READY...).
+                let mut out = SendBuffer::new();
+                handshake.poll_output(&mut out);
+                self.out.push_unbounded(Unbounded::Bytes(&out.to_vec()));
+            }
+            match result {
+                Ok(Some(info)) => {
+                    if let Some(cipher) = handshake.take_cipher() {
+                        // CURVE: every frame from now on travels in a box.
+                        let (sealer, mut opener) = cipher.split();
+                        opener.set_max_message_size(self.core.options.channel.max_message_size);
+                        self.opener = Some(opener);
+                        self.out.set_sealer(sealer);
+                    }
+                    return Ok(Some(info));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     let greeted = handshake.peer_greeting().is_some();
@@ -313,8 +349,14 @@ impl Conn {
     /// on the way.
     fn decode(&mut self, batch: &mut VecDeque<Message>, now: Instant) -> Result<(), Ended> {
         loop {
-            self.decoder.decode_run(&mut self.inbuf, batch, RUN_MAX);
-            match self.decoder.decode(&mut self.inbuf) {
+            let item = match &mut self.opener {
+                Some(opener) => opener.decode(&mut self.inbuf),
+                None => {
+                    self.decoder.decode_run(&mut self.inbuf, batch, RUN_MAX);
+                    self.decoder.decode(&mut self.inbuf)
+                }
+            };
+            match item {
                 Ok(Some(Item::Message(msg))) => batch.push_back(msg),
                 Ok(Some(Item::Command(cmd))) => self.on_command(cmd, batch, now)?,
                 Ok(None) => return Ok(()),

@@ -27,7 +27,7 @@ use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use conduit_proto::{Command, Message, SendBuffer};
+use conduit_proto::{Command, Message, Sealer, SendBuffer};
 
 use super::io_thread::Doorbell;
 use super::reactor::Task;
@@ -70,6 +70,9 @@ pub(crate) struct OutState {
     /// while the socket keeps the peer for the messages it left unread.
     stream: Option<Arc<SocketStream>>,
     buf: SendBuffer,
+    /// CURVE: seals every message and command as it is queued, so boxes go
+    /// out in the order of their nonces.
+    sealer: Option<Sealer>,
     /// Messages in `buf` (not commands): what the high-water mark counts.
     msgs: usize,
     /// Messages ever appended while streaming, so the tail flush can tell a
@@ -137,6 +140,7 @@ impl PeerOut {
             state: Mutex::new(OutState {
                 stream: Some(stream),
                 buf: SendBuffer::new(),
+                sealer: None,
                 msgs: 0,
                 appended: 0,
                 io_pending: false,
@@ -176,7 +180,7 @@ impl PeerOut {
         st.seen_received = received;
         st.sent_any = true;
         let idle = st.buf.is_empty();
-        st.buf.push_message(&msg);
+        st.push_message(&msg);
         st.msgs += 1;
         if idle {
             // The only case that needs the clock: a queue that is not empty
@@ -214,8 +218,8 @@ impl PeerOut {
             return;
         }
         match item {
-            Unbounded::Command(cmd) => st.buf.push_command(cmd),
-            Unbounded::Message(msg) => st.buf.push_message(msg),
+            Unbounded::Command(cmd) => st.push_command(cmd),
+            Unbounded::Message(msg) => st.push_message(msg),
             Unbounded::Bytes(bytes) => st.buf.push_bytes(bytes),
         }
         self.write_now(&mut st);
@@ -261,6 +265,12 @@ impl PeerOut {
         }
     }
 
+    /// From now on, seals what is queued (CURVE); set when the handshake
+    /// completes, before anything else is queued.
+    pub(crate) fn set_sealer(&self, sealer: Sealer) {
+        self.lock().sealer = Some(sealer);
+    }
+
     /// Marks the queue broken (the connection ended): senders skip this peer,
     /// and the stream is let go.
     pub(crate) fn set_broken(&self, error: Error) {
@@ -281,6 +291,20 @@ impl PeerOut {
 }
 
 impl OutState {
+    fn push_message(&mut self, msg: &Message) {
+        match &mut self.sealer {
+            Some(sealer) => sealer.seal_message(msg, &mut self.buf),
+            None => self.buf.push_message(msg),
+        }
+    }
+
+    fn push_command(&mut self, cmd: &Command) {
+        match &mut self.sealer {
+            Some(sealer) => sealer.seal_command(cmd, &mut self.buf),
+            None => self.buf.push_command(cmd),
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }

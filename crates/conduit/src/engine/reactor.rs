@@ -712,6 +712,7 @@ impl Reactor {
             link: conn.link.clone(),
             peer: info.socket_type,
             identity: info.identity.clone(),
+            user_id: info.user_id.clone(),
         });
         match core.add_peer(info.clone(), conn.out.clone()) {
             Ok(peer_id) => {

@@ -834,6 +834,7 @@ mod tests {
             identity: Bytes::new(),
             properties: Properties::new(),
             greeting: Greeting { major: 3, minor: 1 },
+            user_id: None,
         };
         (core.add_peer(info, out).unwrap(), theirs)
     }

@@ -34,6 +34,9 @@ pub enum SocketEvent {
         peer: SocketType,
         /// The peer's identity, if it sent one.
         identity: Bytes,
+        /// What the socket's authenticator called the peer (see
+        /// [`PeerInfo::user_id`](crate::PeerInfo::user_id)).
+        user_id: Option<String>,
     },
     /// The handshake failed; the connection is closed.
     HandshakeFailed {
@@ -96,16 +99,17 @@ impl fmt::Display for SocketEvent {
                 link,
                 peer,
                 identity,
-            } if identity.is_empty() => write!(f, "handshake done with {link}: a {peer} peer"),
-            SocketEvent::Ready {
-                link,
-                peer,
-                identity,
-            } => write!(
-                f,
-                "handshake done with {link}: a {peer} peer, identity {}",
-                String::from_utf8_lossy(identity)
-            ),
+                user_id,
+            } => {
+                write!(f, "handshake done with {link}: a {peer} peer")?;
+                if !identity.is_empty() {
+                    write!(f, ", identity {}", String::from_utf8_lossy(identity))?;
+                }
+                match user_id {
+                    Some(user) => write!(f, ", user {user}"),
+                    None => Ok(()),
+                }
+            }
             SocketEvent::HandshakeFailed { link, error } => {
                 write!(f, "handshake with {link} failed: {}", chain(error))
             }

@@ -225,6 +225,11 @@ impl SocketBuilder {
         self
     }
 
+    /// Security options: see the methods in `security.rs`.
+    pub(crate) fn security_mut(&mut self) -> &mut conduit_proto::Security {
+        std::sync::Arc::make_mut(&mut self.options.channel.security)
+    }
+
     /// Makes the socket.
     pub fn build(self) -> Result<Socket, Error> {
         let core = Core::new(self.kind, self.options)?;

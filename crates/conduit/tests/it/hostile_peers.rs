@@ -217,7 +217,7 @@ hostile!(
     a_mechanism_mismatch,
     Case {
         attack: |raw| send_and_linger(raw, &greeting(b"PLAIN")),
-        reason: "peer uses security mechanism \"PLAIN\"; conduit supports only NULL",
+        reason: "peer uses security mechanism \"PLAIN\", which this side is not set up for",
         error_sent: Some(false),
         within: PROMPTLY,
     }

@@ -15,6 +15,7 @@ mod pattern_reqrep;
 mod process;
 mod pyzmq;
 mod raw_peer;
+mod security;
 mod send_path;
 mod server_child;
 mod socket_model;

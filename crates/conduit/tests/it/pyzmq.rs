@@ -35,6 +35,20 @@ fn python() -> &'static PathBuf {
     })
 }
 
+/// Runs a Python snippet with pyzmq to completion; returns its standard output.
+pub fn run_python(code: &str) -> String {
+    let out = Command::new(python())
+        .args(["-c", code])
+        .output()
+        .expect("cannot start python");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A running pyzmq peer; killed if the test ends before it does.
 pub struct Peer {
     child: Child,
@@ -100,6 +114,13 @@ impl Peer {
         };
         let frames: Vec<String> = parse_hex_list(&line);
         Some(Message::from_frames(frames.iter().map(|h| hex_decode(h))))
+    }
+
+    /// The next line the peer printed, raw, waiting up to 20 s.
+    pub fn next_line(&mut self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the pyzmq peer printed no line in time")
     }
 
     /// Closes the peer's standard input: a publishing peer stops then.

@@ -1,0 +1,232 @@
+//! CURVE and PLAIN from the command line: keygen, certificates, refusals.
+
+use std::path::Path;
+
+use crate::harness::*;
+
+/// `conduit keygen --cert BASE`: the printed pair, and the files written.
+fn keygen(base: &Path) -> (String, String) {
+    let out = run(conduit().args(["keygen", "--cert"]).arg(base));
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let field = |name: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text:?}"));
+        let key = line.split('"').nth(1).unwrap().to_owned();
+        assert_eq!(key.len(), 40, "{line}");
+        key
+    };
+    (field("public-key"), field("secret-key"))
+}
+
+#[test]
+fn keygen_prints_a_pair_and_writes_zmq_auth_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, secret) = keygen(&dir.path().join("server"));
+    assert_ne!(public, secret);
+    let public_cert = std::fs::read_to_string(dir.path().join("server.key")).unwrap();
+    let secret_cert = std::fs::read_to_string(dir.path().join("server.key_secret")).unwrap();
+    assert!(public_cert.contains(&format!("    public-key = \"{public}\"")));
+    assert!(!public_cert.contains(&secret));
+    assert!(secret_cert.contains(&format!("    secret-key = \"{secret}\"")));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("server.key_secret"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Two runs, two pairs.
+    assert_ne!(keygen(&dir.path().join("other")).0, public);
+}
+
+#[test]
+fn curve_req_rep_with_certificates_lets_the_known_client_in_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    keygen(&dir.path().join("server"));
+    keygen(&allowed.join("client"));
+    // The allow directory holds public certificates only.
+    std::fs::rename(
+        allowed.join("client.key_secret"),
+        dir.path().join("client.key_secret"),
+    )
+    .unwrap();
+    let ep = free_tcp_endpoint();
+    let cert = |name: &str| dir.path().join(name).display().to_string();
+    let rep = start(conduit().args([
+        "rep",
+        "--bind",
+        &ep,
+        "--echo",
+        "--count",
+        "1",
+        "--timeout",
+        "20",
+        "-v",
+        "--curve-server",
+        "--curve-secret-key",
+        &cert("server.key_secret"),
+        "--curve-allow",
+        &allowed.display().to_string(),
+    ]));
+    // A client with a key of its own that the server does not know: refused,
+    // and it gives up after its timeout.
+    let stranger = run(conduit().args([
+        "req",
+        "--connect",
+        &ep,
+        "-d",
+        "let me in",
+        "--timeout",
+        "2",
+        "--curve-server-key",
+        &cert("server.key"),
+    ]));
+    assert_code(&stranger, 1);
+    assert_eq!(stdout(&stranger), "");
+    // The known client: its request is answered.
+    let known = run(conduit().args([
+        "req",
+        "--connect",
+        &ep,
+        "-d",
+        "hello",
+        "--timeout",
+        "20",
+        "--curve-server-key",
+        &cert("server.key"),
+        "--curve-secret-key",
+        &cert("client.key_secret"),
+    ]));
+    assert_code(&known, 0);
+    assert_eq!(stdout(&known), "hello\n");
+    let rep = finish(rep);
+    assert_code(&rep, 0);
+    assert_eq!(stdout(&rep), "hello\n", "only the known client's request");
+    let log = stderr(&rep);
+    assert!(
+        log.contains("access denied") && log.contains("is not allowed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn plain_send_recv_refuses_a_wrong_password_and_serves_the_next_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "# user=password\nadmin=secret\n").unwrap();
+    for (ep, _guard) in endpoints() {
+        let recv = start(conduit().args([
+            "recv",
+            "--bind",
+            &ep,
+            "--count",
+            "1",
+            "--timeout",
+            "20",
+            "--plain-server",
+            "--plain-users",
+            &users.display().to_string(),
+        ]));
+        let wrong = run(conduit().args([
+            "send",
+            "--connect",
+            &ep,
+            "-d",
+            "guessing",
+            "--timeout",
+            "10",
+            "--plain-user",
+            "admin",
+            "--plain-password",
+            "guess",
+        ]));
+        assert_code(&wrong, 2);
+        assert!(stderr(&wrong).contains("400") || stderr(&wrong).contains("wrong password"));
+        let right = run(conduit().args([
+            "send",
+            "--connect",
+            &ep,
+            "-d",
+            "signed in",
+            "--timeout",
+            "10",
+            "--plain-user",
+            "admin",
+            "--plain-password",
+            "secret",
+        ]));
+        assert_code(&right, 0);
+        let recv = finish(recv);
+        assert_code(&recv, 0);
+        assert_eq!(stdout(&recv), "signed in\n");
+        assert!(
+            stderr(&recv).contains("refused a peer"),
+            "{}",
+            stderr(&recv)
+        );
+    }
+}
+
+#[test]
+fn bad_keys_are_usage_errors() {
+    let out = run(conduit().args([
+        "req",
+        "--connect",
+        "tcp://127.0.0.1:1",
+        "-d",
+        "x",
+        "--curve-server-key",
+        "not-a-key",
+    ]));
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("--curve-server-key"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(conduit().args(["rep", "--bind", "tcp://127.0.0.1:*", "--curve-server"]));
+    assert_code(&out, 2);
+}
+
+#[test]
+fn over_ipc_peers_are_allowed_by_uid() {
+    let uid = std::fs::metadata("/proc/self").map_or(0, |m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    let (ep, _dir) = ipc_endpoint();
+    for (allow, delivered) in [
+        (format!("uid:{uid}"), true),
+        (format!("uid:{}", uid + 1), false),
+    ] {
+        let recv = start(conduit().args([
+            "recv",
+            "--bind",
+            &ep,
+            "--count",
+            "1",
+            "--timeout",
+            "3",
+            "--allow",
+            &allow,
+        ]));
+        let send = run(conduit().args(["send", "--connect", &ep, "-d", "local", "--timeout", "3"]));
+        let recv = finish(recv);
+        if delivered {
+            assert_code(&send, 0);
+            assert_code(&recv, 0);
+            assert_eq!(stdout(&recv), "local\n");
+        } else {
+            assert_eq!(stdout(&recv), "");
+            assert!(
+                stderr(&recv).contains("is not allowed"),
+                "{}",
+                stderr(&recv)
+            );
+        }
+    }
+}
