@@ -20,6 +20,13 @@ use crate::transport::socket::SocketStream;
 use crate::transport::{self, Listen, Transport, Wait};
 use crate::writer::{SendFail, Writer};
 
+// Descriptors and shared memory inside messages, and handing a channel to
+// another process: a child module, to reach the channel's internals.
+#[path = "channel_attach.rs"]
+mod attach;
+pub(crate) use attach::Handover;
+pub use attach::OneShotServer;
+
 /// Configures and opens [`Channel`]s and [`Listener`]s.
 ///
 /// ```no_run
@@ -39,9 +46,9 @@ pub struct ChannelBuilder {
 
 impl Default for ChannelBuilder {
     fn default() -> Self {
-        ChannelBuilder {
-            options: Options::new(SocketType::Pair),
-        }
+        let mut options = Options::new(SocketType::Pair);
+        attach::announce(&mut options);
+        ChannelBuilder { options }
     }
 }
 
@@ -472,6 +479,7 @@ impl Channel {
 
     pub(crate) fn send_within(&self, message: Message, wait: Wait) -> Result<(), SendFail> {
         match self.ensure_ready(wait) {
+            Ok(_) if self.goes_shared(&message) => self.send_shared(message, wait),
             Ok(_) => self.writer.send(message, wait),
             Err(NotReady::WouldBlock) => Err(SendFail::WouldBlock(message)),
             Err(NotReady::Failed(error)) => Err(SendFail::Broken(SendError { message, error })),
@@ -510,9 +518,8 @@ impl Channel {
         wait: Wait,
         hook: impl FnMut(&Command) -> Result<(), Error>,
     ) -> Result<Message, RecvFail> {
-        self.hooked(wait, hook, |reader, on_command| {
-            reader.recv(wait, on_command)
-        })
+        // Descriptors that came with the message close here.
+        self.recv_attached(wait, hook).map(|(msg, _fds)| msg)
     }
 
     /// As [`recv_hooked`](Self::recv_hooked), but appends the message to `out`

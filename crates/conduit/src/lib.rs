@@ -72,15 +72,18 @@
 mod channel;
 mod endpoint;
 mod error;
+mod fd_passing;
 mod options;
 mod pipe;
 pub mod process;
 mod reader;
+mod shm;
 mod socket;
 mod transport;
+mod typed;
 mod writer;
 
-pub use channel::{Channel, ChannelBuilder, Listener};
+pub use channel::{Channel, ChannelBuilder, Listener, OneShotServer};
 pub use conduit_proto::{
     DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, Message, PeerInfo, Properties,
     ProtocolError, SocketType,
@@ -89,6 +92,9 @@ pub use endpoint::Endpoint;
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+pub use fd_passing::MAX_FDS_PER_MESSAGE;
 pub use options::{DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
 pub use pipe::{PipeReceiver, PipeSender, pipe};
+pub use shm::DEFAULT_SHM_THRESHOLD;
 pub use socket::{Socket, SocketBuilder, SocketEvent};
+pub use typed::Descriptor;

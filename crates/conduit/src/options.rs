@@ -27,6 +27,10 @@ pub(crate) struct Options {
     pub(crate) connect_timeout: Duration,
     /// Permission bits of an `ipc://` socket file.
     pub(crate) ipc_mode: u32,
+    /// Frames this large or larger go in shared memory to a conduit peer on a
+    /// Unix socket (`None`: never; channels from a `ChannelBuilder` default to
+    /// `shm::DEFAULT_SHM_THRESHOLD`).
+    pub(crate) shm_threshold: Option<usize>,
 }
 
 impl Options {
@@ -43,6 +47,7 @@ impl Options {
             sndhwm: DEFAULT_HWM,
             connect_timeout: Duration::ZERO,
             ipc_mode: 0o600,
+            shm_threshold: None,
         }
     }
 

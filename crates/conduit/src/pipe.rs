@@ -120,6 +120,14 @@ impl PipeSender {
         self.writer.flush(Wait::Forever)
     }
 
+    /// Writes whatever is queued and gives up the descriptor without closing
+    /// the pipe, for another process to take over.
+    pub(crate) fn hand_over(mut self) -> Result<OwnedFd, Error> {
+        self.closed = true;
+        self.writer.stop(self.options.linger_wait())?;
+        self.writer.dup_fd()
+    }
+
     /// Writes whatever is queued and closes the pipe; the reader then sees
     /// [`RecvError::Closed`] after the last message.
     pub fn close(mut self) -> Result<(), Error> {
@@ -151,6 +159,22 @@ impl PipeReceiver {
         Ok(PipeReceiver {
             reader: Box::new(Reader::new(end, options.max_message_size)),
         })
+    }
+
+    /// Gives up the descriptor, with what was read but not yet received, for
+    /// another process to take over.
+    pub(crate) fn hand_over(self) -> Result<(OwnedFd, bytes::Bytes), Error> {
+        let buffered = self.reader.take_buffered().ok_or_else(|| {
+            Error::Attachment("a pipe with a message read but not taken cannot travel".into())
+        })?;
+        Ok((self.reader.dup_fd()?, buffered.freeze()))
+    }
+
+    /// Takes over a pipe end another process handed over.
+    pub(crate) fn adopt(fd: OwnedFd, buffered: &[u8]) -> Result<PipeReceiver, Error> {
+        let receiver = PipeReceiver::from_fd(fd)?;
+        receiver.reader.preload(buffered);
+        Ok(receiver)
     }
 
     /// Receives from a descriptor this process already has: a pipe's read end,

@@ -1,0 +1,348 @@
+//! Descriptors inside messages, over Unix sockets (`SCM_RIGHTS`).
+//!
+//! # Wire form, between conduit peers only
+//!
+//! A conduit channel over a Unix socket announces [`PROPERTY`] in its READY. To
+//! a peer that announced it too, a message with descriptors (or with frames in
+//! shared memory, see `shm`) goes out as:
+//!
+//! 1. a command named [`ATTACH_COMMAND`] with no body, then
+//! 2. the message with one more frame in front: the attachment header
+//!    (`version 1 | user descriptors u8 | shared frames u16 | per shared frame:
+//!    index u32, length u64`, big-endian),
+//!
+//! all in one `sendmsg` whose ancillary data carries the descriptors: the
+//! user's, then one per shared frame. Linux attaches them to the first byte of
+//! that write, so they arrive with the read that brings the command's first byte,
+//! before the command is decoded; and a read never returns descriptors of two
+//! writes, so each read brings at most one group. libzmq peers never announce the
+//! property, so they never see the command or the header.
+//!
+//! # What the receiving side guarantees
+//!
+//! - Descriptors arrive close-on-exec (`MSG_CMSG_CLOEXEC`).
+//! - A group is claimed by the command, and given to the message right behind
+//!   it, under the reader's lock, so concurrent receivers cannot swap them.
+//! - At most one unclaimed group is kept: a peer that sends descriptors without
+//!   the command has the older ones closed. A message dropped after receiving
+//!   closes its descriptors with it (they are `OwnedFd`s from arrival on).
+//! - A header that does not match the descriptors that came breaks the channel
+//!   with a protocol-level error; nothing is left open.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use conduit_proto::Message;
+
+use crate::error::Error;
+
+/// The READY property a conduit channel over a Unix socket announces: it can
+/// receive descriptors and shared-memory frames in the form above.
+pub(crate) const PROPERTY: &str = "X-Conduit-Attach";
+
+/// The version of the wire form this code speaks, the property's value.
+pub(crate) const VERSION: u8 = 1;
+
+/// The command ahead of a message with attachments.
+pub(crate) const ATTACH_COMMAND: &[u8] = b"X-ATTACH";
+
+/// Most descriptors a message may carry from the user.
+pub const MAX_FDS_PER_MESSAGE: usize = 64;
+
+/// Most frames of one message that may travel in shared memory.
+pub(crate) const MAX_SHARED_FRAMES: usize = 64;
+
+/// Room for one group: the kernel's own limit per message (`SCM_MAX_FD`) is 253;
+/// we never send more than this, and a larger group is cut short by the kernel
+/// (then refused by us).
+const MAX_GROUP: usize = MAX_FDS_PER_MESSAGE + MAX_SHARED_FRAMES;
+
+/// Descriptors received on a stream, waiting for the message they belong to.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    state: Mutex<InboxState>,
+}
+
+#[derive(Debug, Default)]
+struct InboxState {
+    /// Groups that arrived and whose command has not been decoded yet.
+    arrived: VecDeque<Vec<OwnedFd>>,
+    /// The group claimed by the last command, for the next message.
+    claimed: Option<Vec<OwnedFd>>,
+    /// A group came cut short (`MSG_CTRUNC`): the next claim fails.
+    truncated: bool,
+}
+
+impl Inbox {
+    fn lock(&self) -> MutexGuard<'_, InboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn arrive(&self, group: Vec<OwnedFd>, truncated: bool) {
+        let mut st = self.lock();
+        st.truncated |= truncated;
+        if group.is_empty() {
+            return;
+        }
+        // A conduit peer's group is claimed before the next read; anything older
+        // is a peer sending descriptors on its own: close them.
+        st.arrived.clear();
+        st.arrived.push_back(group);
+    }
+
+    /// The command arrived: the next message owns the group that came with it.
+    pub(crate) fn claim(&self) -> Result<(), Error> {
+        let mut st = self.lock();
+        if std::mem::take(&mut st.truncated) {
+            st.arrived.clear();
+            return Err(bad(
+                "the peer sent more descriptors than a message may carry",
+            ));
+        }
+        let group = st.arrived.pop_front().unwrap_or_default();
+        // A claim nobody took (the peer sent a command without a message) is
+        // replaced, closing its descriptors.
+        st.claimed = Some(group);
+        Ok(())
+    }
+
+    /// Takes the claimed group, if the next message has one.
+    pub(crate) fn take_claimed(&self) -> Option<Vec<OwnedFd>> {
+        self.lock().claimed.take()
+    }
+
+    /// Whether descriptors are waiting (a channel with them cannot be handed over).
+    pub(crate) fn is_empty(&self) -> bool {
+        let st = self.lock();
+        st.arrived.is_empty() && st.claimed.is_none()
+    }
+}
+
+fn bad(what: &str) -> Error {
+    Error::Attachment(what.to_string())
+}
+
+/// Space for the control message of one group.
+const CMSG_SPACE: usize = {
+    // CMSG_SPACE(n * 4) on Linux: header (16 bytes on 64-bit, 12 on 32-bit,
+    // rounded up to the word) plus the data rounded up to the word.
+    let word = std::mem::size_of::<usize>();
+    let header = std::mem::size_of::<libc::cmsghdr>().div_ceil(word) * word;
+    header + (MAX_GROUP * 4).div_ceil(word) * word
+};
+
+#[repr(C, align(8))]
+struct CmsgBuf([MaybeUninit<u8>; CMSG_SPACE]);
+
+/// `recv` on a Unix stream socket that keeps any descriptors in `inbox`,
+/// close-on-exec from the start.
+pub(crate) fn recv_into(
+    fd: BorrowedFd<'_>,
+    buf: &mut [MaybeUninit<u8>],
+    dontwait: bool,
+    inbox: &Inbox,
+) -> rustix::io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut control = CmsgBuf([MaybeUninit::uninit(); CMSG_SPACE]);
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_SPACE as _;
+    let mut flags = libc::MSG_CMSG_CLOEXEC;
+    if dontwait {
+        flags |= libc::MSG_DONTWAIT;
+    }
+    // SAFETY: `msg` points at a live iovec over `buf` and at `control`; the kernel
+    // writes at most their lengths.
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    if n < 0 {
+        return Err(rustix::io::Errno::from_raw_os_error(
+            io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ));
+    }
+    if msg.msg_controllen > 0 {
+        let mut group = Vec::new();
+        // SAFETY: the kernel filled `msg_controllen` bytes of `control` with
+        // well-formed control messages; CMSG_* walk them within that length.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                    let data = libc::CMSG_DATA(cmsg);
+                    let len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+                    for i in 0..len / 4 {
+                        let raw: RawFd = std::ptr::read_unaligned(data.add(i * 4).cast());
+                        group.push(OwnedFd::from_raw_fd(raw));
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        inbox.arrive(group, msg.msg_flags & libc::MSG_CTRUNC != 0);
+    } else if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        inbox.arrive(Vec::new(), true);
+    }
+    Ok(n as usize)
+}
+
+/// `sendmsg` of `bufs` with `fds` attached, never raising `SIGPIPE`.
+pub(crate) fn send_with(
+    fd: BorrowedFd<'_>,
+    bufs: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    dontwait: bool,
+) -> rustix::io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(rustix::io::Errno::INVAL);
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if dontwait {
+        flags |= SendFlags::DONTWAIT;
+    }
+    rustix::net::sendmsg(fd, bufs, &mut control, flags)
+}
+
+/// The attachment header: how many of a group's descriptors are the user's, and
+/// which frames came in shared memory.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) user_fds: usize,
+    /// (frame index among the user's frames, length)
+    pub(crate) shared: Vec<(usize, usize)>,
+}
+
+impl Header {
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(4 + 12 * self.shared.len());
+        out.put_u8(VERSION);
+        out.put_u8(self.user_fds as u8);
+        out.put_u16(self.shared.len() as u16);
+        for &(index, len) in &self.shared {
+            out.put_u32(index as u32);
+            out.put_u64(len as u64);
+        }
+        out.freeze()
+    }
+
+    /// Parses a header and checks it against the frames that follow it and the
+    /// descriptors that came: every length from the peer is bounded here.
+    pub(crate) fn decode(
+        mut frame: &[u8],
+        frames: usize,
+        fds: usize,
+        max_size: usize,
+    ) -> Result<Header, Error> {
+        if frame.len() < 4 || frame[0] != VERSION {
+            return Err(bad("malformed attachment header"));
+        }
+        frame.advance(1);
+        let user_fds = frame.get_u8() as usize;
+        let count = frame.get_u16() as usize;
+        if user_fds > MAX_FDS_PER_MESSAGE || count > MAX_SHARED_FRAMES || frame.len() != count * 12
+        {
+            return Err(bad("malformed attachment header"));
+        }
+        if user_fds + count != fds {
+            return Err(bad(&format!(
+                "the peer announced {} descriptors and sent {fds}",
+                user_fds + count
+            )));
+        }
+        let mut shared = Vec::with_capacity(count);
+        let mut total = 0usize;
+        for _ in 0..count {
+            let index = frame.get_u32() as usize;
+            let len = usize::try_from(frame.get_u64()).unwrap_or(usize::MAX);
+            total = total.saturating_add(len);
+            if index >= frames || shared.last().is_some_and(|&(i, _)| i >= index) {
+                return Err(bad("attachment header names a frame that is not there"));
+            }
+            if total > max_size {
+                return Err(bad("shared frames larger than the largest message allowed"));
+            }
+            shared.push((index, len));
+        }
+        Ok(Header { user_fds, shared })
+    }
+}
+
+/// Splits a received message with attachments into the user's message and
+/// descriptors, mapping its shared frames.
+pub(crate) fn unpack(
+    msg: Message,
+    group: Vec<OwnedFd>,
+    max_size: usize,
+) -> Result<(Message, Vec<OwnedFd>), Error> {
+    let mut frames = msg.into_frames();
+    if frames.is_empty() {
+        return Err(bad("message with attachments has no header"));
+    }
+    let header_frame = frames.remove(0);
+    let header = Header::decode(&header_frame, frames.len(), group.len(), max_size)?;
+    let mut group = group;
+    let shared_fds = group.split_off(header.user_fds);
+    for (&(index, len), fd) in header.shared.iter().zip(shared_fds) {
+        if !frames[index].is_empty() {
+            return Err(bad("a shared frame also came inline"));
+        }
+        frames[index] = crate::shm::map(fd, len)?;
+    }
+    let mut out = Message::new();
+    for frame in frames {
+        out.push_back(frame);
+    }
+    Ok((out, group))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip() {
+        let h = Header {
+            user_fds: 2,
+            shared: vec![(0, 5), (3, 7)],
+        };
+        let bytes = h.encode();
+        assert_eq!(
+            &bytes[..],
+            b"\x01\x02\x00\x02\0\0\0\0\0\0\0\0\0\0\0\x05\0\0\0\x03\0\0\0\0\0\0\0\x07"
+        );
+        assert_eq!(Header::decode(&bytes, 4, 4, 100).unwrap(), h);
+    }
+
+    #[test]
+    fn header_refuses_what_does_not_fit() {
+        let h = Header {
+            user_fds: 1,
+            shared: vec![(2, 5)],
+        }
+        .encode();
+        // too few frames, wrong descriptor count, too large, cut short
+        assert!(Header::decode(&h, 2, 2, 100).is_err());
+        assert!(Header::decode(&h, 3, 1, 100).is_err());
+        assert!(Header::decode(&h, 3, 2, 4).is_err());
+        assert!(Header::decode(&h[..h.len() - 1], 3, 2, 100).is_err());
+        assert!(Header::decode(b"\x02\0\0\0", 1, 0, 100).is_err());
+        assert!(Header::decode(b"\x01\xff\0\0", 1, 255, 100).is_err());
+        // every split of a header is refused, never a panic
+        for cut in 0..h.len() {
+            assert!(Header::decode(&h[..cut], 3, 2, 100).is_err());
+        }
+    }
+}
