@@ -77,6 +77,15 @@ impl Channel {
     pub(super) fn send_shared(&self, message: Message, wait: Wait) -> Result<(), SendFail> {
         match self.send_attached(&message, Vec::new(), wait) {
             Ok(()) => Ok(()),
+            // The peer has not read enough of what we shared yet: like a full
+            // queue, nothing was sent.
+            Err(e)
+                if !self.writer.is_broken()
+                    && e.io_error()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
+            {
+                Err(SendFail::WouldBlock(message))
+            }
             Err(error) => Err(SendFail::Broken(crate::error::SendError { message, error })),
         }
     }
@@ -115,6 +124,12 @@ impl Channel {
             }
         }
         wire.push_front(header.encode());
+        let shared: usize = header.shared.iter().map(|&(_, len)| len).sum();
+        if shared > 0 {
+            self.stream
+                .inbox()
+                .before_shared_send(self.stream.as_fd(), shared, wait)?;
+        }
         let mut out = SendBuffer::new();
         out.push_command(&Command::Unknown {
             name: Bytes::from_static(ATTACH_COMMAND),

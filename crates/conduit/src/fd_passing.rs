@@ -61,11 +61,21 @@ pub(crate) const MAX_SHARED_FRAMES: usize = 64;
 /// (then refused by us).
 const MAX_GROUP: usize = MAX_FDS_PER_MESSAGE + MAX_SHARED_FRAMES;
 
-/// Descriptors received on a stream, waiting for the message they belong to.
+/// Descriptors received on a stream, waiting for the message they belong to;
+/// and, for the sending side, how much shared memory the peer has not read yet.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
+    /// Bytes of shared regions sent since the peer was last seen to have read
+    /// everything (see [`Inbox::before_shared_send`]).
+    shared_unread: std::sync::atomic::AtomicUsize,
 }
+
+/// Shared regions the peer may leave unread before a sender waits: a region in
+/// flight costs memory that the socket buffer's size does not bound (its bytes
+/// in the socket are a few dozen), so without this a fast sender could pin
+/// memory without end.
+pub(crate) const SHARED_UNREAD_BUDGET: usize = 128 << 20;
 
 #[derive(Debug, Default)]
 struct InboxState {
@@ -115,11 +125,83 @@ impl Inbox {
         self.lock().claimed.take()
     }
 
+    /// Before sending `len` bytes in shared memory on `fd`: if the regions sent
+    /// and not yet read by the peer would pass [`SHARED_UNREAD_BUDGET`], waits
+    /// (within `wait`) until the peer has read everything sent so far.
+    ///
+    /// The kernel tells how many bytes the peer has not read (`TIOCOUTQ`), not
+    /// which ones; so the count of unread regions is reset whenever that is 0.
+    pub(crate) fn before_shared_send(
+        &self,
+        fd: BorrowedFd<'_>,
+        len: usize,
+        wait: crate::transport::Wait,
+    ) -> Result<(), Error> {
+        use crate::transport::Wait;
+        use std::sync::atomic::Ordering;
+        let mut pause = std::time::Duration::from_micros(20);
+        loop {
+            if unread_bytes(fd)? == 0 {
+                self.shared_unread.store(0, Ordering::Relaxed);
+            }
+            let unread = self.shared_unread.load(Ordering::Relaxed);
+            if unread == 0 || unread.saturating_add(len) <= SHARED_UNREAD_BUDGET {
+                self.shared_unread.fetch_add(len, Ordering::Relaxed);
+                return Ok(());
+            }
+            let timed_out = || {
+                Error::io(
+                    "the peer is not reading its shared memory",
+                    io::ErrorKind::TimedOut.into(),
+                )
+            };
+            match wait {
+                Wait::Never => return Err(timed_out()),
+                Wait::Until(deadline) if std::time::Instant::now() >= deadline => {
+                    return Err(timed_out());
+                }
+                _ => {}
+            }
+            // A hung-up peer reads nothing more: the send itself will fail.
+            if peer_gone(fd) {
+                return Ok(());
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Whether descriptors are waiting (a channel with them cannot be handed over).
     pub(crate) fn is_empty(&self) -> bool {
         let st = self.lock();
         st.arrived.is_empty() && st.claimed.is_none()
     }
+}
+
+/// Bytes written on a Unix socket that its peer has not read yet.
+fn unread_bytes(fd: BorrowedFd<'_>) -> Result<usize, Error> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc < 0 {
+        return Err(Error::io(
+            "cannot see what the peer has read",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(n.max(0) as usize)
+}
+
+/// Whether the peer hung up.
+fn peer_gone(fd: BorrowedFd<'_>) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::empty())];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&zero)).is_ok()
+        && fds[0].revents().intersects(PollFlags::HUP | PollFlags::ERR)
 }
 
 fn bad(what: &str) -> Error {
