@@ -114,21 +114,29 @@ impl Channel {
         };
         let mut regions = Vec::new();
         let mut wire = Message::new();
+        // Bytes of new regions: those in SharedBytesMut regions exist anyway.
+        let mut fresh = 0;
         for (i, frame) in message.frames().iter().enumerate() {
             if frame.len() >= threshold && header.shared.len() < fd_passing::MAX_SHARED_FRAMES {
-                regions.push(crate::shm::region_with(frame)?);
-                header.shared.push((i, frame.len()));
+                let (region, offset) = match crate::shm::find(frame) {
+                    Some(found) => found,
+                    None => {
+                        fresh += frame.len();
+                        (crate::shm::region_with(frame)?, 0)
+                    }
+                };
+                regions.push(region);
+                header.shared.push((i, offset, frame.len()));
                 wire.push_back(Bytes::new());
             } else {
                 wire.push_back(frame.clone());
             }
         }
         wire.push_front(header.encode());
-        let shared: usize = header.shared.iter().map(|&(_, len)| len).sum();
-        if shared > 0 {
+        if fresh > 0 {
             self.stream
                 .inbox()
-                .before_shared_send(self.stream.as_fd(), shared, wait)?;
+                .before_shared_send(self.stream.as_fd(), fresh, wait)?;
         }
         let mut out = SendBuffer::new();
         out.push_command(&Command::Unknown {

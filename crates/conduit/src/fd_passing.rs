@@ -9,7 +9,7 @@
 //! 1. a command named [`ATTACH_COMMAND`] with no body, then
 //! 2. the message with one more frame in front: the attachment header
 //!    (`version 1 | user descriptors u8 | shared frames u16 | per shared frame:
-//!    index u32, length u64`, big-endian),
+//!    index u32, offset u64, length u64`, big-endian),
 //!
 //! all in one `sendmsg` whose ancillary data carries the descriptors: the
 //! user's, then one per shared frame. Linux attaches them to the first byte of
@@ -298,23 +298,27 @@ pub(crate) fn send_with(
     rustix::net::sendmsg(fd, bufs, &mut control, flags)
 }
 
+/// Bytes of one shared frame's entry in the header.
+const ENTRY: usize = 20;
+
 /// The attachment header: how many of a group's descriptors are the user's, and
 /// which frames came in shared memory.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) user_fds: usize,
-    /// (frame index among the user's frames, length)
-    pub(crate) shared: Vec<(usize, usize)>,
+    /// (frame index among the user's frames, offset in its region, length)
+    pub(crate) shared: Vec<(usize, usize, usize)>,
 }
 
 impl Header {
     pub(crate) fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(4 + 12 * self.shared.len());
+        let mut out = BytesMut::with_capacity(4 + ENTRY * self.shared.len());
         out.put_u8(VERSION);
         out.put_u8(self.user_fds as u8);
         out.put_u16(self.shared.len() as u16);
-        for &(index, len) in &self.shared {
+        for &(index, offset, len) in &self.shared {
             out.put_u32(index as u32);
+            out.put_u64(offset as u64);
             out.put_u64(len as u64);
         }
         out.freeze()
@@ -334,7 +338,9 @@ impl Header {
         frame.advance(1);
         let user_fds = frame.get_u8() as usize;
         let count = frame.get_u16() as usize;
-        if user_fds > MAX_FDS_PER_MESSAGE || count > MAX_SHARED_FRAMES || frame.len() != count * 12
+        if user_fds > MAX_FDS_PER_MESSAGE
+            || count > MAX_SHARED_FRAMES
+            || frame.len() != count * ENTRY
         {
             return Err(bad("malformed attachment header"));
         }
@@ -348,15 +354,16 @@ impl Header {
         let mut total = 0usize;
         for _ in 0..count {
             let index = frame.get_u32() as usize;
+            let offset = usize::try_from(frame.get_u64()).unwrap_or(usize::MAX);
             let len = usize::try_from(frame.get_u64()).unwrap_or(usize::MAX);
             total = total.saturating_add(len);
-            if index >= frames || shared.last().is_some_and(|&(i, _)| i >= index) {
+            if index >= frames || shared.last().is_some_and(|&(i, _, _)| i >= index) {
                 return Err(bad("attachment header names a frame that is not there"));
             }
             if total > max_size {
                 return Err(bad("shared frames larger than the largest message allowed"));
             }
-            shared.push((index, len));
+            shared.push((index, offset, len));
         }
         Ok(Header { user_fds, shared })
     }
@@ -377,11 +384,11 @@ pub(crate) fn unpack(
     let header = Header::decode(&header_frame, frames.len(), group.len(), max_size)?;
     let mut group = group;
     let shared_fds = group.split_off(header.user_fds);
-    for (&(index, len), fd) in header.shared.iter().zip(shared_fds) {
+    for (&(index, offset, len), fd) in header.shared.iter().zip(shared_fds) {
         if !frames[index].is_empty() {
             return Err(bad("a shared frame also came inline"));
         }
-        frames[index] = crate::shm::map(fd, len)?;
+        frames[index] = crate::shm::map(fd, offset, len)?;
     }
     let mut out = Message::new();
     for frame in frames {
@@ -398,12 +405,14 @@ mod tests {
     fn header_round_trip() {
         let h = Header {
             user_fds: 2,
-            shared: vec![(0, 5), (3, 7)],
+            shared: vec![(0, 0, 5), (3, 4096, 7)],
         };
         let bytes = h.encode();
         assert_eq!(
             &bytes[..],
-            b"\x01\x02\x00\x02\0\0\0\0\0\0\0\0\0\0\0\x05\0\0\0\x03\0\0\0\0\0\0\0\x07"
+            b"\x01\x02\x00\x02\
+              \0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x05\
+              \0\0\0\x03\0\0\0\0\0\0\x10\0\0\0\0\0\0\0\0\x07"
         );
         assert_eq!(Header::decode(&bytes, 4, 4, 100).unwrap(), h);
     }
@@ -412,7 +421,7 @@ mod tests {
     fn header_refuses_what_does_not_fit() {
         let h = Header {
             user_fds: 1,
-            shared: vec![(2, 5)],
+            shared: vec![(2, 0, 5)],
         }
         .encode();
         // too few frames, wrong descriptor count, too large, cut short

@@ -459,6 +459,18 @@ fn hostile_attachments_break_the_channel_and_leak_nothing() {
         let before = descriptors();
         let file: OwnedFd = tempfile::tempfile().unwrap().into();
         let unsealed: OwnedFd = tempfile::tempfile().unwrap().into();
+        let sealed: OwnedFd = {
+            use rustix::fs::{MemfdFlags, SealFlags};
+            let fd = rustix::fs::memfd_create(
+                "conduit",
+                MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+            )
+            .unwrap();
+            rustix::fs::ftruncate(&fd, 4096).unwrap();
+            let seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL;
+            rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+            fd
+        };
         {
             // Descriptors with no command: the message arrives, they are closed.
             let (ch, raw, _dir) = raw_peer_link();
@@ -470,23 +482,28 @@ fn hostile_attachments_break_the_channel_and_leak_nothing() {
             assert_eq!((m.concat(), fds.len()), ("plain".into(), 0));
             assert_eq!(ch.recv().unwrap().concat(), "plain");
         }
-        let cases: [(&[u8], Vec<&OwnedFd>); 5] = [
+        let cases: [(&[u8], Vec<&OwnedFd>); 6] = [
             // Two descriptors announced, one sent.
             (b"\x01\x02\x00\x00", vec![&file]),
             // An unknown version.
             (b"\x09\x00\x00\x00", vec![]),
             // A shared frame in a file that is not a sealed region.
             (
-                b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x10\x00",
+                b"\x01\x00\x00\x01\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x10\0",
                 vec![&unsealed],
             ),
             // A shared frame that points past the message's frames.
             (
-                b"\x01\x00\x00\x01\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x10\x00",
+                b"\x01\x00\x00\x01\0\0\0\x05\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x10\0",
                 vec![&file],
             ),
             // A header cut short.
             (b"\x01\x00\x00", vec![&file]),
+            // A sealed region read past its end.
+            (
+                b"\x01\x00\x00\x01\0\0\0\0\0\0\0\0\0\0\x10\0\0\0\0\0\0\0\x10\0",
+                vec![&sealed],
+            ),
         ];
         for (header, fds) in cases {
             let (ch, raw, _dir) = raw_peer_link();
@@ -498,7 +515,7 @@ fn hostile_attachments_break_the_channel_and_leak_nothing() {
             // Broken for good: the same error again, not a misaligned message.
             assert!(ch.recv().is_err());
         }
-        drop((file, unsealed));
+        drop((file, unsealed, sealed));
         assert_eq!(descriptors(), before);
     });
 }
@@ -521,4 +538,35 @@ fn a_sender_waits_while_its_peer_leaves_shared_memory_unread() {
     // Read: room again.
     a.send_timeout(big, Duration::from_secs(10)).unwrap();
     assert_eq!(b.recv().unwrap().size(), 64 << 20);
+}
+
+#[test]
+fn a_frame_in_a_shared_buffer_is_sent_without_a_copy() {
+    const TEST: &str = "attachments::a_frame_in_a_shared_buffer_is_sent_without_a_copy";
+    isolated(TEST, || {
+        let (a, b) = Channel::pair().unwrap();
+        let mut buf = conduit::SharedBytesMut::zeroed(1 << 20).unwrap();
+        for (i, byte) in buf.iter_mut().enumerate() {
+            *byte = (i % 253) as u8;
+        }
+        let frame = buf.freeze().unwrap();
+        a.send(frame.clone()).unwrap();
+        a.send(frame.slice(4096 + 17..)).unwrap();
+        let first = b.recv().unwrap();
+        let second = b.recv().unwrap();
+        assert_eq!(&first.frames()[0][..], &frame[..]);
+        assert_eq!(&second.frames()[0][..], &frame[4096 + 17..]);
+        // Every mapping is of one and the same region: nothing was copied.
+        let inodes: std::collections::BTreeSet<String> = std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("memfd:conduit"))
+            .map(|l| l.split_whitespace().nth(4).unwrap().to_string())
+            .collect();
+        assert_eq!(shared_mappings("self"), 3);
+        assert_eq!(inodes.len(), 1, "{inodes:?}");
+        drop((first, second, frame));
+        assert_eq!(shared_mappings("self"), 0);
+        assert_eq!(shared_descriptors(), 0);
+    });
 }
