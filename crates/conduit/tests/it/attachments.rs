@@ -570,3 +570,79 @@ fn a_frame_in_a_shared_buffer_is_sent_without_a_copy() {
         assert_eq!(shared_descriptors(), 0);
     });
 }
+
+#[test]
+fn each_message_gets_its_own_descriptors_with_two_receivers() {
+    // Descriptors are paired with their message under the reader's lock: two
+    // threads receiving at once never get each other's.
+    let (a, b) = Channel::pair().unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..200u32 {
+            let mut file = tempfile::tempfile().unwrap();
+            write!(file, "{i}").unwrap();
+            a.send_fds(format!("{i}"), vec![file.into()]).unwrap();
+        }
+    });
+    let b = std::sync::Arc::new(b);
+    let receivers: Vec<_> = (0..2)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while let Ok((msg, fds)) = b.recv_fds() {
+                    let [fd] = <[OwnedFd; 1]>::try_from(fds).unwrap();
+                    let mut file = std::fs::File::from(fd);
+                    file.rewind().unwrap();
+                    let mut text = String::new();
+                    file.read_to_string(&mut text).unwrap();
+                    assert_eq!(msg.concat(), text);
+                    seen += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    sender.join().unwrap();
+    let seen: usize = receivers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert_eq!(seen, 200);
+}
+
+#[test]
+fn a_libzmq_peer_gets_large_frames_inline_and_no_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("ipc://{}/z.sock", dir.path().display());
+    let listener = conduit::Listener::bind(&endpoint).unwrap();
+    let peer = crate::pyzmq::Peer::start(&["PAIR", "connect", &endpoint, "echo", "1"]);
+    let channel = listener
+        .accept_timeout(Duration::from_secs(20))
+        .unwrap()
+        .expect("pyzmq connected");
+    assert!(!channel.peer().unwrap().is_conduit());
+    let file = tempfile::tempfile().unwrap();
+    assert!(matches!(
+        channel.send_fds("x", vec![file.into()]),
+        Err(Error::Attachment(_))
+    ));
+    let big: Vec<u8> = (0..(2 << 20)).map(|i: u32| (i % 249) as u8).collect();
+    channel.send(big.clone()).unwrap();
+    assert_eq!(&channel.recv().unwrap().concat()[..], &big[..]);
+    peer.finish();
+}
+
+#[test]
+fn a_pipe_carries_typed_values_but_not_descriptors() {
+    let (tx, rx) = conduit::pipe().unwrap();
+    tx.send_value(&reading(3)).unwrap();
+    assert!(matches!(
+        tx.send_value(&Descriptor::from(tempfile::tempfile().unwrap())),
+        Err(Error::Attachment(_))
+    ));
+    tx.send("not a reading").unwrap();
+    tx.close().unwrap();
+    assert_eq!(rx.recv_value::<Reading>().unwrap(), reading(3));
+    assert!(matches!(
+        rx.recv_value::<Reading>(),
+        Err(RecvError::Failed(Error::Decode(_)))
+    ));
+    assert!(matches!(rx.recv_value::<Reading>(), Err(RecvError::Closed)));
+}
