@@ -417,6 +417,22 @@ mod tests {
         assert_eq!(Header::decode(&bytes, 4, 4, 100).unwrap(), h);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_header_from_the_peer_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            frames in 0usize..8,
+            fds in 0usize..8,
+        ) {
+            if let Ok(h) = Header::decode(&bytes, frames, fds, 1 << 20) {
+                // What it accepts, it accepted for good reasons.
+                proptest::prop_assert_eq!(h.user_fds + h.shared.len(), fds);
+                proptest::prop_assert!(h.shared.iter().all(|&(i, _, _)| i < frames));
+                proptest::prop_assert_eq!(Header::decode(&h.encode(), frames, fds, 1 << 20).unwrap(), h);
+            }
+        }
+    }
+
     #[test]
     fn header_refuses_what_does_not_fit() {
         let h = Header {

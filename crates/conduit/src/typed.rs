@@ -424,6 +424,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_decode_to_a_value_or_an_error(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            type Value = (String, Vec<u64>, Option<(bool, f32)>, Vec<Vec<u8>>);
+            let msg = Message::from_frames([Bytes::from(bytes)]);
+            if let Err(e) = decode::<Value>(msg, Vec::new()) {
+                proptest::prop_assert!(matches!(e, Error::Decode(_)));
+            }
+        }
+    }
+
     #[test]
     fn descriptors_outside_conduit_are_refused() {
         let file = tempfile::tempfile().unwrap();
