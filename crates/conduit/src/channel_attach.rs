@@ -81,8 +81,12 @@ impl Channel {
             // queue, nothing was sent.
             Err(e)
                 if !self.writer.is_broken()
-                    && e.io_error()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) =>
+                    && e.io_error().is_some_and(|io| {
+                        matches!(
+                            io.kind(),
+                            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                        )
+                    }) =>
             {
                 Err(SendFail::WouldBlock(message))
             }

@@ -711,6 +711,9 @@ impl Writer {
     /// Writes with `write` from the caller's thread once everything queued
     /// before is written, holding off other senders meanwhile: for a write that
     /// must be one system call of its own (descriptors attached to its bytes).
+    ///
+    /// `write` must fail with `WouldBlock` or `TimedOut` only when it wrote
+    /// nothing; any other failure breaks the stream.
     pub(crate) fn send_exclusive(
         &self,
         wait: Wait,
@@ -725,8 +728,14 @@ impl Writer {
             if !(st.pending.is_empty() && st.can_write()) {
                 continue;
             }
-            // Any failure may leave part of a message written: the stream is broken.
             return write(wait).map_err(|e| {
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    return Error::io("cannot write to the stream now", e);
+                }
+                // Part of a message may be written: the stream is broken.
                 let error = Error::from_stream(e, "cannot write to the stream");
                 st.broken = Some(error.clone());
                 error

@@ -48,8 +48,10 @@ impl SocketStream {
         &self.inbox
     }
 
-    /// Writes all of `bufs` with `fds` attached to the first byte, as `wait`
-    /// allows; the rest goes as plain writes.
+    /// Writes all of `bufs` with `fds` attached to the first byte. Only the
+    /// first write waits as `wait` allows, so a `WouldBlock` or `TimedOut`
+    /// error means nothing was written; once it went out, the rest is written
+    /// whatever it takes (a message is never left half-sent).
     pub(crate) fn write_all_with_fds(
         &self,
         bufs: &[IoSlice<'_>],
@@ -74,7 +76,7 @@ impl SocketStream {
         }
         let mut done = 0;
         while done < rest.len() {
-            done += self.write(&[IoSlice::new(&rest[done..])], wait)?;
+            done += self.write(&[IoSlice::new(&rest[done..])], Wait::Forever)?;
         }
         Ok(())
     }

@@ -646,3 +646,29 @@ fn a_pipe_carries_typed_values_but_not_descriptors() {
     ));
     assert!(matches!(rx.recv_value::<Reading>(), Err(RecvError::Closed)));
 }
+
+#[test]
+fn a_shared_frame_that_cannot_go_now_is_handed_back_and_the_channel_goes_on() {
+    let (a, b) = Channel::pair().unwrap();
+    // Fill the socket and the queue with inline messages nobody reads yet.
+    let small = bytes::Bytes::from(vec![1u8; 60 << 10]);
+    let mut queued = 0;
+    while a.try_send(small.clone()).is_ok() {
+        queued += 1;
+        assert!(queued < 100_000, "the channel never filled up");
+    }
+    let big = bytes::Bytes::from(vec![2u8; 1 << 20]);
+    let handed_back = match a.try_send(big.clone()) {
+        Err(conduit::TrySendError::Full(m)) => m,
+        other => panic!("expected Full, got {other:?}"),
+    };
+    assert_eq!(handed_back.size(), 1 << 20);
+    let reader = std::thread::spawn(move || {
+        for _ in 0..queued {
+            assert_eq!(b.recv().unwrap().size(), 60 << 10);
+        }
+        b.recv().unwrap()
+    });
+    a.send(handed_back).unwrap();
+    assert_eq!(reader.join().unwrap().concat(), big);
+}
