@@ -35,10 +35,12 @@ pub(super) fn announce(options: &mut Options) {
 
 impl ChannelBuilder {
     /// Frames of at least `bytes` go to a conduit peer on the same host through
-    /// shared memory instead of the socket: written once into a sealed memfd,
-    /// mapped by the receiver without a copy. `None` turns this off. Default:
-    /// 256 KiB. Peers that are not conduit (libzmq), and TCP, always get the
-    /// bytes inline.
+    /// shared memory instead of the socket: copied once into a region the
+    /// receiver maps without a copy (or not copied at all from a
+    /// [`SharedBytesMut`](crate::SharedBytesMut)). `None` turns this off.
+    /// Default: 256 KiB. A channel that sends such frames keeps up to 128 MiB
+    /// of regions to reuse until it is dropped. Peers that are not conduit
+    /// (libzmq), and TCP, always get the bytes inline.
     pub fn shared_memory_threshold(mut self, bytes: Option<usize>) -> Self {
         self.options.shm_threshold = bytes.map(|b| b.max(1));
         self
@@ -114,33 +116,52 @@ impl Channel {
         let threshold = self.options.shm_threshold.unwrap_or(usize::MAX);
         let mut header = Header {
             user_fds: fds.len(),
+            ledger: false,
             shared: Vec::new(),
         };
+        let mut ledger = None;
         let mut regions = Vec::new();
         let mut wire = Message::new();
-        // Bytes of new regions: those in SharedBytesMut regions exist anyway.
+        // Held until the message is written: a ledger must reach the peer before
+        // any frame that counts on it, whichever thread sends what.
+        let inbox = self.stream.inbox();
+        let mut pool = inbox.pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pooled_slots = Vec::new();
+        // Bytes of new regions: pooled ones and SharedBytesMut ones exist anyway.
         let mut fresh = 0;
         for (i, frame) in message.frames().iter().enumerate() {
             if frame.len() >= threshold && header.shared.len() < fd_passing::MAX_SHARED_FRAMES {
-                let (region, offset) = match crate::shm::find(frame) {
-                    Some(found) => found,
-                    None => {
-                        fresh += frame.len();
-                        (crate::shm::region_with(frame)?, 0)
-                    }
+                let (region, offset, slot) = match crate::shm::find(frame) {
+                    Some((fd, offset)) => (fd, offset, crate::shm_pool::NO_SLOT),
+                    None => match pool.place(frame)? {
+                        Some(placed) => {
+                            if placed.ledger.is_some() {
+                                ledger = placed.ledger;
+                                header.ledger = true;
+                            }
+                            pooled_slots.push(placed.slot);
+                            (placed.fd, 0, placed.slot)
+                        }
+                        None => {
+                            fresh += frame.len();
+                            (crate::shm::region_with(frame)?, 0, crate::shm_pool::NO_SLOT)
+                        }
+                    },
                 };
                 regions.push(region);
-                header.shared.push((i, offset, frame.len()));
+                header.shared.push((i, offset, frame.len(), slot));
                 wire.push_back(Bytes::new());
             } else {
                 wire.push_back(frame.clone());
             }
         }
         wire.push_front(header.encode());
+        let undo = |pool: &mut crate::shm_pool::Pool| pool.undo(&pooled_slots, header.ledger);
         if fresh > 0 {
-            self.stream
-                .inbox()
-                .before_shared_send(self.stream.as_fd(), fresh, wait)?;
+            if let Err(e) = inbox.before_shared_send(self.stream.as_fd(), fresh, wait) {
+                undo(&mut pool);
+                return Err(e);
+            }
         }
         let mut out = SendBuffer::new();
         out.push_command(&Command::Unknown {
@@ -150,14 +171,20 @@ impl Channel {
         let all: Vec<BorrowedFd<'_>> = fds
             .iter()
             .map(|f| f.as_fd())
+            .chain(ledger.iter().map(|f| f.as_fd()))
             .chain(regions.iter().map(|f| f.as_fd()))
             .collect();
         let stream = &self.stream;
-        self.writer.send_exclusive(wait, |wait| {
+        let sent = self.writer.send_exclusive(wait, |wait| {
             let mut slices = vec![std::io::IoSlice::new(&[]); 1 + 2 * wire.len() + 4];
             let n = out.io_slices(&mut slices);
             stream.write_all_with_fds(&slices[..n], &all, wait)
-        })
+        });
+        if sent.is_err() && !self.writer.is_broken() {
+            // Nothing was written: the regions were not sent after all.
+            undo(&mut pool);
+        }
+        sent
         // Our copies of the descriptors close here; the peer has its own.
     }
 
@@ -187,7 +214,7 @@ impl Channel {
             },
             |msg| match inbox.take_claimed() {
                 None => Ok((msg, Vec::new())),
-                Some(group) => fd_passing::unpack(msg, group, max),
+                Some(group) => fd_passing::unpack(msg, group, max, inbox),
             },
         );
         match &result {

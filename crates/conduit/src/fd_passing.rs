@@ -8,11 +8,12 @@
 //!
 //! 1. a command named [`ATTACH_COMMAND`] with no body, then
 //! 2. the message with one more frame in front: the attachment header
-//!    (`version 1 | user descriptors u8 | shared frames u16 | per shared frame:
-//!    index u32, offset u64, length u64`, big-endian),
+//!    (`version 1 | user descriptors u8 | ledger u8 | shared frames u16 | per
+//!    shared frame: index u32, offset u64, length u64, slot u32`, big-endian;
+//!    see `shm_pool` for the ledger and slots),
 //!
 //! all in one `sendmsg` whose ancillary data carries the descriptors: the
-//! user's, then one per shared frame. Linux attaches them to the first byte of
+//! user's, the ledger if the header says so, then one per shared frame. Linux attaches them to the first byte of
 //! that write, so they arrive with the read that brings the command's first byte,
 //! before the command is decoded; and a read never returns descriptors of two
 //! writes, so each read brings at most one group. libzmq peers never announce the
@@ -69,6 +70,10 @@ pub(crate) struct Inbox {
     /// Bytes of shared regions sent since the peer was last seen to have read
     /// everything (see [`Inbox::before_shared_send`]).
     shared_unread: std::sync::atomic::AtomicUsize,
+    /// Sending side: regions reused once the peer released them.
+    pub(crate) pool: Mutex<crate::shm_pool::Pool>,
+    /// Receiving side: the peer's ledger, once it sent one.
+    ledger: Mutex<Option<std::sync::Arc<crate::shm_pool::Ledger>>>,
 }
 
 /// Shared regions the peer may leave unread before a sender waits: a region in
@@ -299,27 +304,35 @@ pub(crate) fn send_with(
 }
 
 /// Bytes of one shared frame's entry in the header.
-const ENTRY: usize = 20;
+const ENTRY: usize = 24;
+
+/// Bytes of the header before the entries.
+const PREFIX: usize = 5;
 
 /// The attachment header: how many of a group's descriptors are the user's, and
 /// which frames came in shared memory.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Header {
     pub(crate) user_fds: usize,
-    /// (frame index among the user's frames, offset in its region, length)
-    pub(crate) shared: Vec<(usize, usize, usize)>,
+    /// Whether the ledger's descriptor follows the user's.
+    pub(crate) ledger: bool,
+    /// (frame index among the user's frames, offset in its region, length,
+    /// ledger slot or `NO_SLOT`)
+    pub(crate) shared: Vec<(usize, usize, usize, u32)>,
 }
 
 impl Header {
     pub(crate) fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(4 + ENTRY * self.shared.len());
+        let mut out = BytesMut::with_capacity(PREFIX + ENTRY * self.shared.len());
         out.put_u8(VERSION);
         out.put_u8(self.user_fds as u8);
+        out.put_u8(u8::from(self.ledger));
         out.put_u16(self.shared.len() as u16);
-        for &(index, offset, len) in &self.shared {
+        for &(index, offset, len, slot) in &self.shared {
             out.put_u32(index as u32);
             out.put_u64(offset as u64);
             out.put_u64(len as u64);
+            out.put_u32(slot);
         }
         out.freeze()
     }
@@ -332,11 +345,16 @@ impl Header {
         fds: usize,
         max_size: usize,
     ) -> Result<Header, Error> {
-        if frame.len() < 4 || frame[0] != VERSION {
+        if frame.len() < PREFIX || frame[0] != VERSION {
             return Err(bad("malformed attachment header"));
         }
         frame.advance(1);
         let user_fds = frame.get_u8() as usize;
+        let ledger = match frame.get_u8() {
+            0 => false,
+            1 => true,
+            _ => return Err(bad("malformed attachment header")),
+        };
         let count = frame.get_u16() as usize;
         if user_fds > MAX_FDS_PER_MESSAGE
             || count > MAX_SHARED_FRAMES
@@ -344,10 +362,10 @@ impl Header {
         {
             return Err(bad("malformed attachment header"));
         }
-        if user_fds + count != fds {
+        let announced = user_fds + usize::from(ledger) + count;
+        if announced != fds {
             return Err(bad(&format!(
-                "the peer announced {} descriptors and sent {fds}",
-                user_fds + count
+                "the peer announced {announced} descriptors and sent {fds}"
             )));
         }
         let mut shared = Vec::with_capacity(count);
@@ -356,16 +374,26 @@ impl Header {
             let index = frame.get_u32() as usize;
             let offset = usize::try_from(frame.get_u64()).unwrap_or(usize::MAX);
             let len = usize::try_from(frame.get_u64()).unwrap_or(usize::MAX);
+            let slot = frame.get_u32();
             total = total.saturating_add(len);
-            if index >= frames || shared.last().is_some_and(|&(i, _, _)| i >= index) {
+            if index >= frames || shared.last().is_some_and(|&(i, _, _, _)| i >= index) {
                 return Err(bad("attachment header names a frame that is not there"));
             }
             if total > max_size {
                 return Err(bad("shared frames larger than the largest message allowed"));
             }
-            shared.push((index, offset, len));
+            if slot != crate::shm_pool::NO_SLOT && slot as usize >= crate::shm_pool::SLOTS {
+                return Err(bad(
+                    "attachment header names a ledger slot that is not there",
+                ));
+            }
+            shared.push((index, offset, len, slot));
         }
-        Ok(Header { user_fds, shared })
+        Ok(Header {
+            user_fds,
+            ledger,
+            shared,
+        })
     }
 }
 
@@ -375,6 +403,7 @@ pub(crate) fn unpack(
     msg: Message,
     group: Vec<OwnedFd>,
     max_size: usize,
+    inbox: &Inbox,
 ) -> Result<(Message, Vec<OwnedFd>), Error> {
     let mut frames = msg.into_frames();
     if frames.is_empty() {
@@ -383,12 +412,30 @@ pub(crate) fn unpack(
     let header_frame = frames.remove(0);
     let header = Header::decode(&header_frame, frames.len(), group.len(), max_size)?;
     let mut group = group;
-    let shared_fds = group.split_off(header.user_fds);
-    for (&(index, offset, len), fd) in header.shared.iter().zip(shared_fds) {
+    let mut rest = group.split_off(header.user_fds).into_iter();
+    if header.ledger {
+        let fd = rest.next().expect("counted in decode");
+        let ledger = crate::shm_pool::Ledger::open(fd)?;
+        *inbox.ledger.lock().unwrap_or_else(|e| e.into_inner()) = Some(ledger);
+    }
+    for (&(index, offset, len, slot), fd) in header.shared.iter().zip(rest) {
         if !frames[index].is_empty() {
             return Err(bad("a shared frame also came inline"));
         }
-        frames[index] = crate::shm::map(fd, offset, len)?;
+        let release = if slot == crate::shm_pool::NO_SLOT {
+            None
+        } else {
+            let ledger = inbox
+                .ledger
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            Some((
+                ledger.ok_or_else(|| bad("a pooled frame came before its ledger"))?,
+                slot,
+            ))
+        };
+        frames[index] = crate::shm::map(fd, offset, len, release)?;
     }
     let mut out = Message::new();
     for frame in frames {
@@ -405,16 +452,17 @@ mod tests {
     fn header_round_trip() {
         let h = Header {
             user_fds: 2,
-            shared: vec![(0, 0, 5), (3, 4096, 7)],
+            ledger: true,
+            shared: vec![(0, 0, 5, 7), (3, 4096, 7, crate::shm_pool::NO_SLOT)],
         };
         let bytes = h.encode();
         assert_eq!(
             &bytes[..],
-            b"\x01\x02\x00\x02\
-              \0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x05\
-              \0\0\0\x03\0\0\0\0\0\0\x10\0\0\0\0\0\0\0\0\x07"
+            b"\x01\x02\x01\x00\x02\
+              \0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\x05\0\0\0\x07\
+              \0\0\0\x03\0\0\0\0\0\0\x10\0\0\0\0\0\0\0\0\x07\xff\xff\xff\xff"
         );
-        assert_eq!(Header::decode(&bytes, 4, 4, 100).unwrap(), h);
+        assert_eq!(Header::decode(&bytes, 4, 5, 100).unwrap(), h);
     }
 
     proptest::proptest! {
@@ -426,8 +474,8 @@ mod tests {
         ) {
             if let Ok(h) = Header::decode(&bytes, frames, fds, 1 << 20) {
                 // What it accepts, it accepted for good reasons.
-                proptest::prop_assert_eq!(h.user_fds + h.shared.len(), fds);
-                proptest::prop_assert!(h.shared.iter().all(|&(i, _, _)| i < frames));
+                proptest::prop_assert_eq!(h.user_fds + usize::from(h.ledger) + h.shared.len(), fds);
+                proptest::prop_assert!(h.shared.iter().all(|&(i, _, _, _)| i < frames));
                 proptest::prop_assert_eq!(Header::decode(&h.encode(), frames, fds, 1 << 20).unwrap(), h);
             }
         }
@@ -437,7 +485,8 @@ mod tests {
     fn header_refuses_what_does_not_fit() {
         let h = Header {
             user_fds: 1,
-            shared: vec![(2, 0, 5)],
+            ledger: false,
+            shared: vec![(2, 0, 5, crate::shm_pool::NO_SLOT)],
         }
         .encode();
         // too few frames, wrong descriptor count, too large, cut short
@@ -445,8 +494,14 @@ mod tests {
         assert!(Header::decode(&h, 3, 1, 100).is_err());
         assert!(Header::decode(&h, 3, 2, 4).is_err());
         assert!(Header::decode(&h[..h.len() - 1], 3, 2, 100).is_err());
-        assert!(Header::decode(b"\x02\0\0\0", 1, 0, 100).is_err());
-        assert!(Header::decode(b"\x01\xff\0\0", 1, 255, 100).is_err());
+        assert!(Header::decode(b"\x02\0\0\0\0", 1, 0, 100).is_err());
+        assert!(Header::decode(b"\x01\xff\0\0\0", 1, 255, 100).is_err());
+        assert!(Header::decode(b"\x01\0\x02\0\0", 1, 0, 100).is_err());
+        // a slot past the ledger
+        let mut bad_slot = h.to_vec();
+        let n = bad_slot.len();
+        bad_slot[n - 4..].copy_from_slice(&5000u32.to_be_bytes());
+        assert!(Header::decode(&bad_slot, 3, 2, 100).is_err());
         // every split of a header is refused, never a panic
         for cut in 0..h.len() {
             assert!(Header::decode(&h[..cut], 3, 2, 100).is_err());

@@ -89,6 +89,7 @@ mod pipe;
 pub mod process;
 mod reader;
 mod shm;
+mod shm_pool;
 mod socket;
 mod transport;
 mod typed;

@@ -1,9 +1,9 @@
 //! Shared memory for large frames between conduit peers on one host.
 //!
-//! A frame at or above the channel's threshold is written once into a memfd,
-//! which is then sealed against writing, growing and shrinking, and the memfd
-//! travels as a descriptor (see `fd_passing`); the socket carries only the
-//! attachment header. The receiver maps it read-only, all pages at once
+//! A frame at or above the channel's threshold is written once into a memfd
+//! (a pooled one, see `shm_pool`, or a fresh one sealed against writing,
+//! growing and shrinking), and the memfd travels as a descriptor (see
+//! `fd_passing`); the socket carries only the attachment header. The receiver maps it read-only, all pages at once
 //! (`MAP_POPULATE`: one call instead of a fault per page), and hands it out as
 //! `Bytes` without copying. A frame that already lies in a region made with
 //! [`SharedBytesMut`] is not copied at all: its region and offset are sent.
@@ -21,13 +21,14 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::error::Error;
+use crate::shm_pool::Ledger;
 
 /// Default size from which a frame travels in shared memory.
 pub const DEFAULT_SHM_THRESHOLD: usize = 256 << 10;
@@ -64,6 +65,9 @@ pub(crate) fn region_with(data: &[u8]) -> Result<OwnedFd, Error> {
 struct Mapping {
     ptr: *mut std::ffi::c_void,
     len: usize,
+    /// For a pooled region: the ledger slot to count the release in, once
+    /// unmapped.
+    release: Option<(Arc<Ledger>, u32)>,
 }
 
 // SAFETY: the mapping is read-only and its memory immutable (sealed), so sharing
@@ -83,19 +87,36 @@ impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` is a mapping we made and nothing else unmaps.
         let _ = unsafe { rustix::mm::munmap(self.ptr, self.len) };
+        // Only now may the sender write the region again.
+        if let Some((ledger, slot)) = self.release.take() {
+            ledger.release(slot);
+        }
     }
 }
 
 /// Maps `len` bytes at `offset` of a region from the peer as `Bytes`, after
 /// checking that it is sealed and large enough. The descriptor is closed here;
 /// the mapping keeps the memory.
-pub(crate) fn map(fd: OwnedFd, offset: usize, len: usize) -> Result<Bytes, Error> {
+///
+/// A pooled region (`release` given) needs only its size sealed, and counts
+/// its release in the ledger when the mapping goes (see `shm_pool`).
+pub(crate) fn map(
+    fd: OwnedFd,
+    offset: usize,
+    len: usize,
+    release: Option<(Arc<Ledger>, u32)>,
+) -> Result<Bytes, Error> {
     let bad = |what: &str| Error::Attachment(format!("shared frame refused: {what}"));
     if len == 0 {
         return Err(bad("empty region"));
     }
     let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| bad("not a sealable region"))?;
-    if !seals.contains(REQUIRED) {
+    let required = if release.is_some() {
+        crate::shm_pool::FIXED_SIZE
+    } else {
+        REQUIRED
+    };
+    if !seals.contains(required) {
         return Err(bad("region is not sealed"));
     }
     let size = rustix::fs::fstat(&fd)
@@ -108,7 +129,8 @@ pub(crate) fn map(fd: OwnedFd, offset: usize, len: usize) -> Result<Bytes, Error
         return Err(bad("region is smaller than announced"));
     }
     let start = offset - offset % page_size();
-    let mapping = Mapping::new(&fd, start, end - start, ProtFlags::READ)?;
+    let mut mapping = Mapping::new(&fd, start, end - start, ProtFlags::READ)?;
+    mapping.release = release;
     Ok(Bytes::from_owner(mapping).slice(offset - start..))
 }
 
@@ -136,7 +158,11 @@ impl Mapping {
             )
         }
         .map_err(|e| failed("cannot map a shared memory region", e))?;
-        Ok(Mapping { ptr, len })
+        Ok(Mapping {
+            ptr,
+            len,
+            release: None,
+        })
     }
 }
 
@@ -264,7 +290,7 @@ mod tests {
     fn a_region_maps_back_to_its_bytes() {
         let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
         let fd = region_with(&data).unwrap();
-        let bytes = map(fd, 0, data.len()).unwrap();
+        let bytes = map(fd, 0, data.len(), None).unwrap();
         assert_eq!(&bytes[..], &data[..]);
         // A slice keeps the mapping alive after the original is gone.
         let tail = bytes.slice(99_990..);
@@ -280,7 +306,7 @@ mod tests {
         let part = bytes.slice(4096..8000);
         let (fd, offset) = find(&part).unwrap();
         assert_eq!(offset, 4096);
-        let mapped = map(fd, offset, part.len()).unwrap();
+        let mapped = map(fd, offset, part.len(), None).unwrap();
         assert_eq!(mapped[5000 - 4096], 42);
         assert_eq!(&mapped[..], &part[..]);
         // Heap bytes are not in a region.
@@ -296,12 +322,15 @@ mod tests {
     fn unsealed_or_short_regions_are_refused() {
         let fd = rustix::fs::memfd_create("test", MemfdFlags::CLOEXEC).unwrap();
         rustix::fs::ftruncate(&fd, 4096).unwrap();
-        assert!(matches!(map(fd, 0, 10), Err(Error::Attachment(_))));
+        assert!(matches!(map(fd, 0, 10, None), Err(Error::Attachment(_))));
         let fd = region_with(b"short").unwrap();
-        assert!(matches!(map(fd, 0, 6), Err(Error::Attachment(_))));
+        assert!(matches!(map(fd, 0, 6, None), Err(Error::Attachment(_))));
         let fd = region_with(b"short").unwrap();
-        assert!(matches!(map(fd, 0, 0), Err(Error::Attachment(_))));
+        assert!(matches!(map(fd, 0, 0, None), Err(Error::Attachment(_))));
         let fd = region_with(b"short").unwrap();
-        assert!(matches!(map(fd, usize::MAX, 2), Err(Error::Attachment(_))));
+        assert!(matches!(
+            map(fd, usize::MAX, 2, None),
+            Err(Error::Attachment(_))
+        ));
     }
 }
