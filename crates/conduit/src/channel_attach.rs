@@ -54,6 +54,8 @@ pub(crate) struct Handover {
     pub(crate) peer: PeerInfo,
     /// Bytes already read from the peer and not yet decoded.
     pub(crate) buffered: Bytes,
+    /// The peer's ledger of shared regions, if it sent one (see `shm_pool`).
+    pub(crate) ledger: Option<OwnedFd>,
 }
 
 impl Channel {
@@ -305,6 +307,7 @@ impl Channel {
             fd,
             peer,
             buffered: buffered.freeze(),
+            ledger: self.stream.inbox().ledger_fd(),
         })
     }
 
@@ -313,6 +316,9 @@ impl Channel {
     pub(crate) fn adopt(handover: Handover) -> Result<Channel, Error> {
         let options = ChannelBuilder::new().options().clone();
         let stream = Arc::new(SocketStream::new(handover.fd, Family::Unix));
+        if let Some(ledger) = handover.ledger {
+            stream.inbox().adopt_ledger(ledger)?;
+        }
         let transport: Arc<dyn Transport> = stream.clone();
         let reader = Reader::new(transport.clone(), options.max_message_size);
         reader.preload(&handover.buffered);

@@ -176,6 +176,23 @@ impl Inbox {
         }
     }
 
+    /// The peer's ledger's descriptor, if it sent one: it goes along with a
+    /// channel handed to another process.
+    pub(crate) fn ledger_fd(&self) -> Option<OwnedFd> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .dup_fd()
+    }
+
+    /// Takes on the peer's ledger in a process the channel was handed to.
+    pub(crate) fn adopt_ledger(&self, fd: OwnedFd) -> Result<(), Error> {
+        let ledger = crate::shm_pool::Ledger::open(fd)?;
+        *self.ledger.lock().unwrap_or_else(|e| e.into_inner()) = Some(ledger);
+        Ok(())
+    }
+
     /// Whether descriptors are waiting (a channel with them cannot be handed over).
     pub(crate) fn is_empty(&self) -> bool {
         let st = self.lock();
@@ -414,9 +431,7 @@ pub(crate) fn unpack(
     let mut group = group;
     let mut rest = group.split_off(header.user_fds).into_iter();
     if header.ledger {
-        let fd = rest.next().expect("counted in decode");
-        let ledger = crate::shm_pool::Ledger::open(fd)?;
-        *inbox.ledger.lock().unwrap_or_else(|e| e.into_inner()) = Some(ledger);
+        inbox.adopt_ledger(rest.next().expect("counted in decode"))?;
     }
     for (&(index, offset, len, slot), fd) in header.shared.iter().zip(rest) {
         if !frames[index].is_empty() {

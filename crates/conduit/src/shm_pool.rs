@@ -97,6 +97,9 @@ fn sized_memfd(len: usize) -> Result<OwnedFd, Error> {
 #[derive(Debug)]
 pub(crate) struct Ledger {
     map: Writable,
+    /// The peer's ledger keeps its descriptor: a channel handed to another
+    /// process takes it along.
+    fd: Option<OwnedFd>,
 }
 
 impl Ledger {
@@ -122,7 +125,13 @@ impl Ledger {
         }
         Ok(Arc::new(Ledger {
             map: Writable::new(&fd, LEDGER_LEN)?,
+            fd: Some(fd),
         }))
+    }
+
+    /// A duplicate of the descriptor of a ledger the peer sent.
+    pub(crate) fn dup_fd(&self) -> Option<OwnedFd> {
+        self.fd.as_ref()?.try_clone().ok()
     }
 
     /// Counts one release of `slot` (the reader's mapping of it is gone).
@@ -170,6 +179,7 @@ impl Pool {
             let fd = sized_memfd(LEDGER_LEN)?;
             let ledger = Arc::new(Ledger {
                 map: Writable::new(&fd, LEDGER_LEN)?,
+                fd: None,
             });
             self.ledger = Some((ledger, fd));
         }

@@ -129,9 +129,15 @@ pub struct Descriptor {
 #[derive(Debug)]
 enum Kind {
     Fd,
-    Channel { peer: PeerInfo, buffered: Bytes },
+    Channel {
+        peer: PeerInfo,
+        buffered: Bytes,
+        ledger: Option<OwnedFd>,
+    },
     PipeSender,
-    PipeReceiver { buffered: Bytes },
+    PipeReceiver {
+        buffered: Bytes,
+    },
 }
 
 impl From<OwnedFd> for Descriptor {
@@ -151,10 +157,19 @@ impl Descriptor {
     /// must have no message read but not yet received. It must be over a Unix
     /// socket (a pair, `ipc://`).
     pub fn from_channel(channel: Channel) -> Result<Descriptor, Error> {
-        let Handover { fd, peer, buffered } = channel.hand_over()?;
+        let Handover {
+            fd,
+            peer,
+            buffered,
+            ledger,
+        } = channel.hand_over()?;
         Ok(Descriptor {
             fd,
-            kind: Kind::Channel { peer, buffered },
+            kind: Kind::Channel {
+                peer,
+                buffered,
+                ledger,
+            },
         })
     }
 
@@ -188,10 +203,15 @@ impl Descriptor {
     /// The channel that was handed over, open and past its handshake.
     pub fn into_channel(self) -> Result<Channel, Error> {
         match self.kind {
-            Kind::Channel { peer, buffered } => Channel::adopt(Handover {
+            Kind::Channel {
+                peer,
+                buffered,
+                ledger,
+            } => Channel::adopt(Handover {
                 fd: self.fd,
                 peer,
                 buffered,
+                ledger,
             }),
             _ => Err(self.not("a channel")),
         }
@@ -234,6 +254,8 @@ enum WireKind {
         properties: Vec<(String, Vec<u8>)>,
         version: (u8, u8),
         buffered: Vec<u8>,
+        /// The index of the peer's ledger of shared regions, if any.
+        ledger: Option<u32>,
     },
     PipeSender,
     PipeReceiver {
@@ -243,27 +265,30 @@ enum WireKind {
 
 impl Serialize for Descriptor {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let copy = self
-            .fd
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(S::Error::custom)?;
-        let index = OUTGOING.with(|o| match &mut *o.borrow_mut() {
-            Some(fds) => {
-                fds.push(copy);
-                Ok(fds.len() as u32 - 1)
-            }
-            None => Err(S::Error::custom(
-                "a Descriptor can only be encoded by conduit's send_value",
-            )),
-        })?;
+        let push = |fd: std::os::fd::BorrowedFd<'_>| -> Result<u32, S::Error> {
+            let copy = fd.try_clone_to_owned().map_err(S::Error::custom)?;
+            OUTGOING.with(|o| match &mut *o.borrow_mut() {
+                Some(fds) => {
+                    fds.push(copy);
+                    Ok(fds.len() as u32 - 1)
+                }
+                None => Err(S::Error::custom(
+                    "a Descriptor can only be encoded by conduit's send_value",
+                )),
+            })
+        };
+        let index = push(self.fd.as_fd())?;
         let kind = match &self.kind {
             Kind::Fd => WireKind::Fd,
             Kind::PipeSender => WireKind::PipeSender,
             Kind::PipeReceiver { buffered } => WireKind::PipeReceiver {
                 buffered: buffered.to_vec(),
             },
-            Kind::Channel { peer, buffered } => WireKind::Channel {
+            Kind::Channel {
+                peer,
+                buffered,
+                ledger,
+            } => WireKind::Channel {
                 socket_type: peer.socket_type.as_str().to_string(),
                 identity: peer.identity.to_vec(),
                 properties: peer
@@ -273,6 +298,7 @@ impl Serialize for Descriptor {
                     .collect(),
                 version: (peer.greeting.major, peer.greeting.minor),
                 buffered: buffered.to_vec(),
+                ledger: ledger.as_ref().map(|l| push(l.as_fd())).transpose()?,
             },
         };
         Wire { index, kind }.serialize(serializer)
@@ -282,20 +308,22 @@ impl Serialize for Descriptor {
 impl<'de> Deserialize<'de> for Descriptor {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Descriptor, D::Error> {
         let wire = Wire::deserialize(deserializer)?;
-        let fd = INCOMING.with(|i| match &mut *i.borrow_mut() {
-            Some(fds) => fds
-                .get_mut(wire.index as usize)
-                .and_then(Option::take)
-                .ok_or_else(|| {
-                    D::Error::custom(format!(
-                        "descriptor {} is not in the message, or taken twice",
-                        wire.index
-                    ))
-                }),
-            None => Err(D::Error::custom(
-                "a Descriptor can only be decoded by conduit's recv_value",
-            )),
-        })?;
+        let take = |index: u32| -> Result<OwnedFd, D::Error> {
+            INCOMING.with(|i| match &mut *i.borrow_mut() {
+                Some(fds) => fds
+                    .get_mut(index as usize)
+                    .and_then(Option::take)
+                    .ok_or_else(|| {
+                        D::Error::custom(format!(
+                            "descriptor {index} is not in the message, or taken twice"
+                        ))
+                    }),
+                None => Err(D::Error::custom(
+                    "a Descriptor can only be decoded by conduit's recv_value",
+                )),
+            })
+        };
+        let fd = take(wire.index)?;
         let kind = match wire.kind {
             WireKind::Fd => Kind::Fd,
             WireKind::PipeSender => Kind::PipeSender,
@@ -308,6 +336,7 @@ impl<'de> Deserialize<'de> for Descriptor {
                 properties,
                 version,
                 buffered,
+                ledger,
             } => {
                 let socket_type = SocketType::from_wire(socket_type.as_bytes())
                     .ok_or_else(|| D::Error::custom("unknown socket type"))?;
@@ -326,6 +355,7 @@ impl<'de> Deserialize<'de> for Descriptor {
                         },
                     },
                     buffered: buffered.into(),
+                    ledger: ledger.map(take).transpose()?,
                 }
             }
         };

@@ -217,6 +217,11 @@ fn a_file_a_channel_and_pipe_ends_arrive_open_in_a_child() {
         let input = bundle.input.into_pipe_receiver().unwrap();
         let word: String = input.recv_value().unwrap();
         back.send_value(&format!("pipe said {word}")).unwrap();
+        // A large frame in one of the parent's reused regions: the ledger of
+        // those came along with the channel.
+        let big = back.recv().unwrap();
+        assert!(big.frames()[0].iter().all(|&b| b == 8));
+        back.send_value(&(big.size() as u64)).unwrap();
         // And the channel the child was spawned with still works.
         parent.send_value(&"done").unwrap();
         return;
@@ -224,6 +229,9 @@ fn a_file_a_channel_and_pipe_ends_arrive_open_in_a_child() {
     let mut file = tempfile::tempfile().unwrap();
     file.write_all(b"hello from the parent").unwrap();
     let (mine, theirs) = Channel::pair().unwrap();
+    // Shared memory used before the end travels: its reader has the ledger.
+    mine.send(vec![7u8; 1 << 20]).unwrap();
+    assert_eq!(theirs.recv().unwrap().size(), 1 << 20);
     let (pipe_tx, pipe_rx) = conduit::pipe().unwrap();
     let (in_tx, in_rx) = conduit::pipe().unwrap();
     // Something in flight on the handed-over ends before they travel.
@@ -243,6 +251,8 @@ fn a_file_a_channel_and_pipe_ends_arrive_open_in_a_child() {
     );
     assert_eq!(pipe_rx.recv_value::<String>().unwrap(), "over the pipe");
     assert_eq!(mine.recv_value::<String>().unwrap(), "pipe said early");
+    mine.send(vec![8u8; 1 << 20]).unwrap();
+    assert_eq!(mine.recv_value::<u64>().unwrap(), 1 << 20);
     assert_eq!(channel.recv_value::<String>().unwrap(), "done");
     // The child's ends closed when it exited: each of ours sees the end.
     assert!(matches!(mine.recv(), Err(RecvError::Closed)));
