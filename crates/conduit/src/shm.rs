@@ -3,10 +3,11 @@
 //! A frame at or above the channel's threshold is written once into a memfd
 //! (a pooled one, see `shm_pool`, or a fresh one sealed against writing,
 //! growing and shrinking), and the memfd travels as a descriptor (see
-//! `fd_passing`); the socket carries only the attachment header. The receiver maps it read-only, all pages at once
-//! (`MAP_POPULATE`: one call instead of a fault per page), and hands it out as
-//! `Bytes` without copying. A frame that already lies in a region made with
-//! [`SharedBytesMut`] is not copied at all: its region and offset are sent.
+//! `fd_passing`); the socket carries only the attachment header. The receiver
+//! maps it read-only, all pages at once (`MAP_POPULATE`: one call instead of a
+//! fault per page), and hands it out as `Bytes` without copying. A frame that
+//! already lies in a region made with [`SharedBytesMut`] is not copied at all:
+//! its region and offset are sent.
 //!
 //! Why memfd and descriptor passing, not a named region:
 //! - Nothing has a name, so nothing can be left behind: the region lives exactly
@@ -14,10 +15,13 @@
 //!   dies, a message never read, a `Bytes` dropped: each releases its share, and
 //!   the kernel frees the memory with the last one. No cleanup code, no
 //!   `/dev/shm` files after a crash.
-//! - The seals make the region immutable before the receiver sees it, so the
-//!   sender cannot change a `Bytes` under its reader, nor shrink the file and
-//!   make the reader's access fault (`SIGBUS`). The receiver refuses a region
-//!   without them.
+//! - Seals fix what the receiver relies on. Every region's size is sealed, so
+//!   the sender cannot shrink it and make the reader's access fault (`SIGBUS`);
+//!   the receiver refuses a region without that seal. Fresh regions and
+//!   `SharedBytesMut` ones are sealed against writing too, so their bytes
+//!   cannot change under a reader; pooled ones are not (the sender writes them
+//!   again), and stay unchanged while read because the sender waits for the
+//!   reader's release (`shm_pool`).
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
