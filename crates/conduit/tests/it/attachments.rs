@@ -346,6 +346,13 @@ fn a_one_shot_server_takes_a_child_that_connects_by_name() {
     assert!(child.wait().unwrap().success());
     // A second connect to the same name finds nobody.
     assert!(Channel::connect(&name).is_err());
+    // A server dropped before anyone came leaves nothing on disk either.
+    let (server, name) = OneShotServer::new().unwrap();
+    let dir = std::path::PathBuf::from(name.strip_prefix("ipc://").unwrap());
+    let dir = dir.parent().unwrap().to_owned();
+    assert!(dir.exists());
+    drop(server);
+    assert!(!dir.exists());
 }
 
 #[test]
