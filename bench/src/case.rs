@@ -29,6 +29,29 @@ pub enum Impl {
     #[value(name = "conduit-socket")]
     #[serde(rename = "conduit-socket")]
     ConduitSocket,
+    /// Rust to Rust (`rust_ipc`), ipc only: conduit's `Channel` with shared
+    /// memory off, every byte through the socket.
+    #[value(name = "conduit-inline")]
+    #[serde(rename = "conduit-inline")]
+    ConduitInline,
+    /// conduit's `Channel` sending a payload built in a `SharedBytesMut`: no copy
+    /// at all on either side (`rust_ipc`), ipc only.
+    #[value(name = "conduit-shared")]
+    #[serde(rename = "conduit-shared")]
+    ConduitShared,
+    /// servo's ipc-channel, bytes (`rust_ipc`), ipc only.
+    #[value(name = "ipc-channel")]
+    #[serde(rename = "ipc-channel")]
+    IpcChannel,
+    /// conduit's `send_value`/`recv_value` of a typed struct (`rust_ipc`),
+    /// round trips over ipc only.
+    #[value(name = "conduit-typed")]
+    #[serde(rename = "conduit-typed")]
+    ConduitTyped,
+    /// ipc-channel's `IpcSender<T>` of the same struct (`rust_ipc`).
+    #[value(name = "ipc-channel-typed")]
+    #[serde(rename = "ipc-channel-typed")]
+    IpcChannelTyped,
 }
 
 /// How the two processes are connected.
@@ -94,6 +117,13 @@ impl Case {
             // Batching has nothing to batch in a ping-pong.
             Impl::RawBatch => self.mode == Mode::Thr,
             Impl::Conduit | Impl::Raw => true,
+            Impl::ConduitInline | Impl::ConduitShared | Impl::IpcChannel => {
+                self.transport == Transport::Ipc
+            }
+            // The typed struct holds a 1 KiB vector: its rows say 1024.
+            Impl::ConduitTyped | Impl::IpcChannelTyped => {
+                self.transport == Transport::Ipc && self.mode == Mode::Lat && self.size == 1024
+            }
         }
     }
 }

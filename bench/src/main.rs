@@ -13,6 +13,7 @@ mod plot;
 mod raw;
 mod report;
 mod runner;
+mod rust_ipc;
 mod zmq_impl;
 
 use std::path::PathBuf;
@@ -164,6 +165,7 @@ fn machine() -> String {
 fn print_report(args: &RunArgs, rows: &[case::Row]) -> Result<()> {
     println!("{}", report::tables(rows));
     println!("{}", report::target_check(rows));
+    println!("{}", rust_ipc::target_check(rows));
     if let Some(path) = &args.plot {
         let command: Vec<String> = std::env::args().skip(1).collect();
         let subtitle = format!("{}; conduit-bench {}", machine(), command.join(" "));

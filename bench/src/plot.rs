@@ -23,6 +23,10 @@ fn color(imp: Impl) -> &'static str {
         Impl::Raw => "#8c8c8c",
         Impl::RawBatch => "#cccccc",
         Impl::Libzmq => "#d62728",
+        Impl::ConduitInline => "#9ecae1",
+        Impl::ConduitTyped => "#6baed6",
+        Impl::ConduitShared => "#08519c",
+        Impl::IpcChannel | Impl::IpcChannelTyped => "#ff7f0e",
     }
 }
 

@@ -83,6 +83,11 @@ pub fn impls_in(rows: &[Row], mode: Mode) -> Vec<Impl> {
         Impl::Raw,
         Impl::RawBatch,
         Impl::Libzmq,
+        Impl::ConduitInline,
+        Impl::ConduitShared,
+        Impl::IpcChannel,
+        Impl::ConduitTyped,
+        Impl::IpcChannelTyped,
     ]
     .into_iter()
     .filter(|imp| rows.iter().any(|r| r.mode == mode && r.imp == *imp))

@@ -19,6 +19,13 @@ use crate::transport::socket::SocketStream;
 use crate::transport::{self, Listen, Transport, Wait};
 use crate::writer::{SendFail, Writer};
 
+// Descriptors and shared memory inside messages, and handing a channel to
+// another process: a child module, to reach the channel's internals.
+#[path = "channel_attach.rs"]
+mod attach;
+pub(crate) use attach::Handover;
+pub use attach::OneShotServer;
+
 /// Configures and opens [`Channel`]s and [`Listener`]s.
 ///
 /// ```no_run
@@ -38,9 +45,9 @@ pub struct ChannelBuilder {
 
 impl Default for ChannelBuilder {
     fn default() -> Self {
-        ChannelBuilder {
-            options: Options::new(SocketType::Pair),
-        }
+        let mut options = Options::new(SocketType::Pair);
+        attach::announce(&mut options);
+        ChannelBuilder { options }
     }
 }
 
@@ -497,6 +504,7 @@ impl Channel {
 
     pub(crate) fn send_within(&self, message: Message, wait: Wait) -> Result<(), SendFail> {
         match self.ensure_ready(wait) {
+            Ok(_) if self.goes_shared(&message) => self.send_shared(message, wait),
             Ok(_) => self.writer.send(message, wait),
             Err(NotReady::WouldBlock) => Err(SendFail::WouldBlock(message)),
             Err(NotReady::Failed(error)) => Err(SendFail::Broken(SendError { message, error })),
@@ -535,38 +543,8 @@ impl Channel {
         wait: Wait,
         hook: impl FnMut(&Command) -> Result<(), Error>,
     ) -> Result<Message, RecvFail> {
-        self.hooked(wait, hook, |reader, on_command| {
-            reader.recv(wait, on_command)
-        })
-    }
-
-    /// Runs `receive` once the handshake is complete, with commands handled as
-    /// usual and then shown to `hook`.
-    #[inline]
-    fn hooked<T>(
-        &self,
-        wait: Wait,
-        mut hook: impl FnMut(&Command) -> Result<(), Error>,
-        receive: impl FnOnce(
-            &Reader,
-            &mut dyn FnMut(Command) -> Result<(), Error>,
-        ) -> Result<T, RecvFail>,
-    ) -> Result<T, RecvFail> {
-        match self.ensure_ready(wait) {
-            Ok(_) => {}
-            Err(NotReady::WouldBlock) => return Err(RecvFail::WouldBlock),
-            Err(NotReady::Failed(e)) => return Err(RecvFail::Broken(e)),
-        }
-        let result = receive(&self.reader, &mut |cmd| {
-            hook(&cmd)?;
-            self.on_command(cmd)
-        });
-        match &result {
-            Ok(_) => self.writer.note_received(),
-            Err(RecvFail::Broken(Error::Protocol(p))) => self.tell_peer(p),
-            Err(_) => {}
-        }
-        result
+        // Descriptors that came with the message close here.
+        self.recv_attached(wait, hook).map(|(msg, _fds)| msg)
     }
 
     /// Handles a command that arrived between messages.

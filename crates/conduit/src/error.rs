@@ -69,6 +69,18 @@ pub enum Error {
     /// A key, certificate or password file that cannot be used.
     #[error("{0}")]
     BadCredentials(String),
+    /// A value could not be encoded for sending (see
+    /// [`Channel::send_value`](crate::Channel::send_value)).
+    #[error("cannot encode the value: {0}")]
+    Encode(String),
+    /// A message is not a valid encoding of the type asked for. Only that
+    /// message is lost; the channel stays usable.
+    #[error("message is not a valid value of the type asked for: {0}")]
+    Decode(String),
+    /// Descriptors or shared memory attached to a message could not be sent, or
+    /// came malformed from the peer.
+    #[error("{0}")]
+    Attachment(String),
     /// The operating system refused something; `context` says what we were doing.
     #[error("{context}")]
     Io {

@@ -35,6 +35,17 @@
 //! child opens it with one call ([`Channel::from_parent`]). Nothing else leaks
 //! into the child.
 //!
+//! # Rust to Rust on one host
+//!
+//! Between conduit channels, [`Channel::send_value`] and
+//! [`Channel::recv_value`] move any serde value; a [`Descriptor`] inside it
+//! carries a file, a channel or a pipe end to the other process
+//! ([`Channel::send_fds`] does the same for plain messages); frames of 256 KiB
+//! or more travel through shared memory, received without a copy, and a
+//! [`SharedBytesMut`] is sent without any copy. [`OneShotServer`] gives a
+//! process started some other way a name to connect back to. A libzmq peer
+//! sees none of this: it gets plain bytes.
+//!
 //! # Sockets: patterns and many peers
 //!
 //! A [`Socket`] is a ZeroMQ socket of one of the standard types, talking to any
@@ -100,18 +111,22 @@ mod channel;
 mod endpoint;
 mod engine;
 mod error;
+mod fd_passing;
 mod options;
 mod pipe;
 mod poller;
 pub mod process;
 mod reader;
 mod security;
+mod shm;
+mod shm_pool;
 mod socket;
 mod transport;
+mod typed;
 mod writer;
 
 pub use auth::AuthPolicy;
-pub use channel::{Channel, ChannelBuilder, Listener};
+pub use channel::{Channel, ChannelBuilder, Listener, OneShotServer};
 pub use conduit_proto::{
     AuthRequest, Authenticator, Credentials, CurveKeyPair, CurvePublicKey, CurveSecretKey,
     DEFAULT_MAX_SUBSCRIPTION_BYTES, DEFAULT_MAX_SUBSCRIPTIONS, KeyError, Mechanism, Message,
@@ -123,8 +138,11 @@ pub use engine::{io_threads, set_io_threads};
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
+pub use fd_passing::MAX_FDS_PER_MESSAGE;
 pub use options::{DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
 pub use pipe::{PipeReceiver, PipeSender, pipe};
 pub use poller::{Interest, Pollable, Poller, Ready};
 pub use security::{Certificate, load_public_keys, parse_key};
+pub use shm::{DEFAULT_SHM_THRESHOLD, SharedBytesMut};
 pub use socket::{Socket, SocketBuilder, SocketEvent};
+pub use typed::Descriptor;

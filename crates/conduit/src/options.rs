@@ -37,6 +37,10 @@ pub(crate) struct Options {
     /// Security mechanism, role and authenticator (default NULL, no checks);
     /// shared, as it is the same for every connection and holds keys.
     pub(crate) security: Arc<Security>,
+    /// Frames this large or larger go in shared memory to a conduit peer on a
+    /// Unix socket (`None`: never; channels from a `ChannelBuilder` default to
+    /// `shm::DEFAULT_SHM_THRESHOLD`).
+    pub(crate) shm_threshold: Option<usize>,
 }
 
 impl Options {
@@ -54,6 +58,7 @@ impl Options {
             connect_timeout: Duration::ZERO,
             ipc_mode: 0o600,
             security: Arc::default(),
+            shm_threshold: None,
         }
     }
 

@@ -124,6 +124,14 @@ impl PipeSender {
         &self.writer
     }
 
+    /// Writes whatever is queued and gives up the descriptor without closing
+    /// the pipe, for another process to take over.
+    pub(crate) fn hand_over(mut self) -> Result<OwnedFd, Error> {
+        self.closed = true;
+        self.writer.stop(self.options.linger_wait())?;
+        self.writer.dup_fd()
+    }
+
     /// Writes whatever is queued and closes the pipe; the reader then sees
     /// [`RecvError::Closed`] after the last message.
     pub fn close(mut self) -> Result<(), Error> {
@@ -157,6 +165,22 @@ impl PipeReceiver {
         })
     }
 
+    /// Gives up the descriptor, with what was read but not yet received, for
+    /// another process to take over.
+    pub(crate) fn hand_over(self) -> Result<(OwnedFd, bytes::Bytes), Error> {
+        let buffered = self.reader.take_buffered().ok_or_else(|| {
+            Error::Attachment("a pipe with a message read but not taken cannot travel".into())
+        })?;
+        Ok((self.reader.dup_fd()?, buffered.freeze()))
+    }
+
+    /// Takes over a pipe end another process handed over.
+    pub(crate) fn adopt(fd: OwnedFd, buffered: &[u8]) -> Result<PipeReceiver, Error> {
+        let receiver = PipeReceiver::from_fd(fd)?;
+        receiver.reader.preload(buffered);
+        Ok(receiver)
+    }
+
     /// Receives from a descriptor this process already has: a pipe's read end,
     /// standard input, a file of frames.
     pub fn from_fd(fd: OwnedFd) -> Result<PipeReceiver, Error> {
@@ -170,12 +194,12 @@ impl PipeReceiver {
         PipeReceiver::open(fd, ChannelBuilder::new().options().clone())
     }
 
-    /// Receives the next message, waiting until one has arrived whole.
-    ///
     pub(crate) fn reader(&self) -> &Reader {
         &self.reader
     }
 
+    /// Receives the next message, waiting until one has arrived whole.
+    ///
     /// [`RecvError::Closed`] means the writer closed after its last message; a
     /// writer that died partway through a message gives [`Error::Truncated`].
     pub fn recv(&self) -> Result<Message, RecvError> {

@@ -209,6 +209,49 @@ impl Reader {
         Ok(msg)
     }
 
+    /// As [`recv`](Self::recv), with `then` applied to the message before the
+    /// next receive can start: what `then` pairs with the message (descriptors
+    /// that came with it) cannot go to another thread's message. An error from
+    /// `then` breaks the stream.
+    pub(crate) fn recv_map<R>(
+        &self,
+        wait: Wait,
+        on_command: impl FnMut(Command) -> Result<(), Error>,
+        then: impl FnOnce(Message) -> Result<R, Error>,
+    ) -> Result<R, RecvFail> {
+        let mut st = self.lock();
+        let msg = self.next(&mut st, wait, on_command)?;
+        note_received_here();
+        then(msg).map_err(|e| {
+            self.end(&mut st, End::Broken(e.clone()));
+            RecvFail::Broken(e)
+        })
+    }
+
+    /// The bytes read but not yet decoded, for handing the stream to another
+    /// process; `None` if a message is decoded but not taken, or half-decoded.
+    pub(crate) fn take_buffered(&self) -> Option<BytesMut> {
+        let mut st = self.lock();
+        if !st.ready.is_empty() || st.end.is_some() || !st.decoder.is_between_messages() {
+            return None;
+        }
+        Some(std::mem::take(&mut st.buf))
+    }
+
+    /// A duplicate of the stream's descriptor (to hand it to another process).
+    pub(crate) fn dup_fd(&self) -> Result<std::os::fd::OwnedFd, Error> {
+        use std::os::fd::AsFd;
+        self.transport
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("cannot duplicate a descriptor", e))
+    }
+
+    /// Puts bytes read by another process's reader ahead of anything read here.
+    pub(crate) fn preload(&self, bytes: &[u8]) {
+        self.lock().buf.extend_from_slice(bytes);
+    }
+
     /// The next whole message, reading as `wait` allows.
     fn next(
         &self,

@@ -651,6 +651,25 @@ impl Writer {
     /// Flushes everything queued (within `linger`), then half-closes the stream so
     /// the peer reads the end of it after the last message. Stops the flusher.
     pub(crate) fn close(&self, linger: Wait) -> Result<(), Error> {
+        let flushed = self.stop(linger);
+        let shutdown = self.shared.transport.shutdown_write();
+        flushed?;
+        shutdown.map_err(|e| Error::from_stream(e, "cannot shut down the stream"))
+    }
+
+    /// A duplicate of the stream's descriptor (to hand it to another process).
+    pub(crate) fn dup_fd(&self) -> Result<std::os::fd::OwnedFd, Error> {
+        use std::os::fd::AsFd;
+        self.shared
+            .transport
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("cannot duplicate a descriptor", e))
+    }
+
+    /// [`close`](Self::close) without the half-close: the stream stays open, for
+    /// handing it to another process.
+    pub(crate) fn stop(&self, linger: Wait) -> Result<(), Error> {
         let flushed = self.flush(linger);
         {
             let mut st = lock(&self.shared.state);
@@ -664,9 +683,42 @@ impl Writer {
                 self.shared.work.notify_one();
             }
         }
-        let shutdown = self.shared.transport.shutdown_write();
-        flushed?;
-        shutdown.map_err(|e| Error::from_stream(e, "cannot shut down the stream"))
+        flushed
+    }
+
+    /// Writes with `write` from the caller's thread once everything queued
+    /// before is written, holding off other senders meanwhile: for a write that
+    /// must be one system call of its own (descriptors attached to its bytes).
+    ///
+    /// `write` must fail with `WouldBlock` or `TimedOut` only when it wrote
+    /// nothing; any other failure breaks the stream.
+    pub(crate) fn send_exclusive(
+        &self,
+        wait: Wait,
+        write: impl FnOnce(Wait) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        loop {
+            self.flush(wait)?;
+            let mut st = lock(&self.shared.state);
+            if let Some(error) = st.broken.clone() {
+                return Err(error);
+            }
+            if !(st.pending.is_empty() && st.can_write()) {
+                continue;
+            }
+            return write(wait).map_err(|e| {
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) {
+                    return Error::io("cannot write to the stream now", e);
+                }
+                // Part of a message may be written: the stream is broken.
+                let error = Error::from_stream(e, "cannot write to the stream");
+                st.broken = Some(error.clone());
+                error
+            });
+        }
     }
 }
 

@@ -25,12 +25,60 @@ pub(crate) enum Family {
 pub(crate) struct SocketStream {
     fd: OwnedFd,
     family: Family,
+    /// Descriptors that arrived with the bytes (Unix only; see `fd_passing`).
+    inbox: crate::fd_passing::Inbox,
 }
 
 impl SocketStream {
     /// Wraps a connected stream socket; it must be in blocking mode.
     pub(crate) fn new(fd: OwnedFd, family: Family) -> SocketStream {
-        SocketStream { fd, family }
+        SocketStream {
+            fd,
+            family,
+            inbox: Default::default(),
+        }
+    }
+
+    pub(crate) fn family(&self) -> Family {
+        self.family
+    }
+
+    /// Descriptors received with the bytes read so far, not yet given out.
+    pub(crate) fn inbox(&self) -> &crate::fd_passing::Inbox {
+        &self.inbox
+    }
+
+    /// Writes all of `bufs` with `fds` attached to the first byte. Only the
+    /// first write waits as `wait` allows, so a `WouldBlock` or `TimedOut`
+    /// error means nothing was written; once it went out, the rest is written
+    /// whatever it takes (a message is never left half-sent).
+    pub(crate) fn write_all_with_fds(
+        &self,
+        bufs: &[IoSlice<'_>],
+        fds: &[BorrowedFd<'_>],
+        wait: Wait,
+    ) -> io::Result<()> {
+        let fd = self.fd.as_fd();
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let first = retry_until_ready(fd, Interest::Write, wait, || {
+            crate::fd_passing::send_with(fd, bufs, fds, wait != Wait::Forever)
+        })?;
+        let mut rest: Vec<u8> = Vec::new();
+        if first < total {
+            // Rare (a message larger than the socket buffer): copy the rest once.
+            rest.reserve(total - first);
+            let mut skip = first;
+            for b in bufs {
+                let take = skip.min(b.len());
+                rest.extend_from_slice(&b[take..]);
+                skip -= take;
+            }
+        }
+        let mut done = 0;
+        while done < rest.len() {
+            done += self.write(&[IoSlice::new(&rest[done..])], Wait::Forever)?;
+        }
+        Ok(())
     }
 
     /// Bytes written but not yet acknowledged by the peer's host (TCP), or not
@@ -112,6 +160,21 @@ fn recv_len(
 impl Transport for SocketStream {
     fn read(&self, buf: &mut [MaybeUninit<u8>], wait: Wait) -> io::Result<usize> {
         let fd = self.fd.as_fd();
+        if self.family == Family::Unix {
+            // Unix sockets may carry descriptors: keep them with the bytes.
+            let inbox = &self.inbox;
+            if wait == Wait::Forever {
+                loop {
+                    match crate::fd_passing::recv_into(fd, buf, false, inbox) {
+                        Err(rustix::io::Errno::INTR) => continue,
+                        other => return Ok(other?),
+                    }
+                }
+            }
+            return retry_until_ready(fd, Interest::Read, wait, || {
+                crate::fd_passing::recv_into(fd, buf, true, inbox)
+            });
+        }
         if wait == Wait::Forever {
             loop {
                 match recv_len(fd, buf, RecvFlags::empty()) {

@@ -1,5 +1,6 @@
 //! conduit's integration tests: one binary, one module per area.
 
+mod attachments;
 mod contract;
 mod engine;
 mod faults;
