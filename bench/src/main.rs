@@ -7,6 +7,7 @@
 mod case;
 mod conduit_impl;
 mod measure;
+mod omq_impl;
 mod os;
 mod peer;
 mod plot;
@@ -62,7 +63,7 @@ struct RunArgs {
     #[arg(
         long = "impl",
         value_delimiter = ',',
-        default_value = "conduit,conduit-socket,raw,raw-batch,libzmq"
+        default_value = "conduit,conduit-socket,raw,raw-batch,libzmq,omq,omq-spin,omq-async"
     )]
     impls: Vec<Impl>,
     /// Transports to measure over.

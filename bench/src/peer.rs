@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::case::{Case, Cores, Impl, Mode, Role, Timing, Transport};
 use crate::measure::{self, Link};
-use crate::{conduit_impl, os, raw, zmq_impl};
+use crate::{conduit_impl, omq_impl, os, raw, zmq_impl};
 
 /// What a process needs to reach the other end.
 #[derive(Debug)]
@@ -79,6 +79,7 @@ fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
         Impl::ConduitSocket => conduit_impl::open_socket(case, role, meet),
         Impl::Raw | Impl::RawBatch => raw::open(case, role, meet),
         Impl::Libzmq => zmq_impl::open(case, role, meet),
+        Impl::Omq | Impl::OmqSpin | Impl::OmqAsync => omq_impl::open(case, role, meet),
     }
 }
 
