@@ -14,6 +14,8 @@ mod plot;
 mod raw;
 mod report;
 mod runner;
+mod scale;
+mod zmq_ffi;
 mod zmq_impl;
 
 use std::path::PathBuf;
@@ -42,10 +44,30 @@ enum Command {
     /// One end of one measurement (started by the runner itself).
     #[command(hide = true)]
     Peer(peer::PeerArgs),
+    /// The server of a scale case (started by the runner itself).
+    #[command(hide = true)]
+    ScaleServer(scale::server::ServerArgs),
+    /// A process of peers of a scale case (started by the runner itself).
+    #[command(hide = true)]
+    ScaleClient(scale::client::ClientArgs),
+}
+
+/// A group of measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GroupName {
+    /// Round trips and streams between two processes (the --impl, --transport,
+    /// --mode, --size and --cores options).
+    Matrix,
+    /// Many peers on one server process: ROUTER echo, PUB fan-out, silent
+    /// connections (the --scale-* options); several minutes, not in --quick.
+    Scale,
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    /// The groups to run.
+    #[arg(long = "group", value_delimiter = ',', default_value = "matrix")]
+    groups: Vec<GroupName>,
     /// A short run for CI: about 0.2 s per measurement and one round.
     #[arg(long)]
     quick: bool,
@@ -101,6 +123,47 @@ struct RunArgs {
     /// Recording time per measurement [default: 1000, 150 with --quick].
     #[arg(long, value_name = "MS")]
     measure_ms: Option<u64>,
+    #[command(flatten)]
+    scale: ScaleArgs,
+}
+
+/// The scale group's options.
+#[derive(Debug, clap::Args)]
+struct ScaleArgs {
+    /// Servers the scale group measures.
+    #[arg(long, value_delimiter = ',', default_value = "conduit,libzmq")]
+    scale_impl: Vec<scale::ScaleImpl>,
+    /// Peer counts of the ROUTER echo case.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    scale_peers: Vec<usize>,
+    /// Subscribers of the PUB fan-out case (0: skip it).
+    #[arg(long, default_value_t = 1000)]
+    scale_subscribers: usize,
+    /// Messages every subscriber must receive.
+    #[arg(long, default_value_t = 20_000)]
+    scale_messages: u64,
+    /// Connections that never send a greeting (0: skip the case).
+    #[arg(long, default_value_t = 10_000)]
+    scale_silent: usize,
+    /// Peers (sockets or connections) per client process at most.
+    #[arg(long, default_value_t = 2500)]
+    scale_per_process: usize,
+    /// Timed echo rounds after the first.
+    #[arg(long, default_value_t = 5)]
+    scale_rounds: usize,
+    /// How long the first echo round (every peer connecting) may take.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    scale_connect_timeout: u64,
+    /// How long the fan-out may take.
+    #[arg(long, value_name = "S", default_value_t = 150)]
+    scale_fanout_timeout: u64,
+    /// libzmq's listen backlog (ZMQ_BACKLOG; its default is 100). conduit keeps
+    /// its default until it has the option.
+    #[arg(long, default_value_t = 4096)]
+    scale_zmq_backlog: i32,
+    /// Write the scale group's rows as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    scale_json: Option<PathBuf>,
 }
 
 fn plan(args: &RunArgs) -> Result<runner::Plan> {
@@ -183,7 +246,49 @@ fn run(args: RunArgs) -> Result<()> {
             .with_context(|| format!("{} is not a JSON list of rows", path.display()))?;
         return print_report(&args, &rows);
     }
-    let plan = plan(&args)?;
+    let mut failures = 0;
+    if args.groups.contains(&GroupName::Matrix) {
+        failures += run_matrix(&args)?;
+    }
+    if args.groups.contains(&GroupName::Scale) {
+        failures += run_scale(&args)?;
+    }
+    // Only a broken measurement fails the run, never a slow one: no time is
+    // asserted anywhere.
+    if failures > 0 {
+        bail!("{failures} measurement(s) failed; see above");
+    }
+    Ok(())
+}
+
+fn run_scale(args: &RunArgs) -> Result<usize> {
+    let a = &args.scale;
+    let plan = scale::ScalePlan {
+        impls: a.scale_impl.clone(),
+        peers: a.scale_peers.clone(),
+        subscribers: a.scale_subscribers,
+        messages: a.scale_messages,
+        silent: a.scale_silent,
+        per_process: a.scale_per_process,
+        rounds: a.scale_rounds,
+        connect_timeout: Duration::from_secs(a.scale_connect_timeout),
+        round_timeout: Duration::from_secs(10),
+        fanout_timeout: Duration::from_secs(a.scale_fanout_timeout),
+        zmq_backlog: a.scale_zmq_backlog,
+        cpus: [args.cpus[0], args.cpus[1]],
+    };
+    let (rows, failures) = scale::run(&plan)?;
+    if let Some(path) = &a.scale_json {
+        let json = serde_json::to_string_pretty(&rows)? + "\n";
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    println!("{}", scale::tables(&rows));
+    Ok(failures)
+}
+
+fn run_matrix(args: &RunArgs) -> Result<usize> {
+    let plan = plan(args)?;
     eprintln!(
         "{} measurements x {} round(s), {:?} warm-up + {:?} each",
         plan.cases.len(),
@@ -197,19 +302,16 @@ fn run(args: RunArgs) -> Result<()> {
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    print_report(&args, &rows)?;
-    // Only a broken measurement fails the run, never a slow one: no time is
-    // asserted anywhere.
-    if failures > 0 {
-        bail!("{failures} measurement(s) failed; see above");
-    }
-    Ok(())
+    print_report(args, &rows)?;
+    Ok(failures)
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Peer(args)) => peer::run(args),
+        Some(Command::ScaleServer(args)) => scale::server::run(args),
+        Some(Command::ScaleClient(args)) => scale::client::run(args),
         None => run(cli.run),
     }
 }

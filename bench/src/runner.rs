@@ -232,7 +232,7 @@ fn run_case(exe: &Path, dir: &Path, case: &Case, plan: &Plan) -> Result<Sample> 
 
 /// Forwards the lines of a child's output, from a thread, so that waiting for them
 /// can time out.
-fn read_lines(out: std::process::ChildStdout) -> mpsc::Receiver<String> {
+pub fn read_lines(out: std::process::ChildStdout) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
