@@ -27,6 +27,11 @@ pub(crate) struct Options {
     pub(crate) connect_timeout: Duration,
     /// Permission bits of an `ipc://` socket file.
     pub(crate) ipc_mode: u32,
+    /// `SO_SNDBUF` / `SO_RCVBUF` for a `Channel`'s socket; 0 keeps the kernel's
+    /// default (and, over TCP, its automatic tuning): measured best for large
+    /// messages on one core, see docs/large-messages.md.
+    pub(crate) send_buffer_size: usize,
+    pub(crate) recv_buffer_size: usize,
 }
 
 impl Options {
@@ -43,6 +48,8 @@ impl Options {
             sndhwm: DEFAULT_HWM,
             connect_timeout: Duration::ZERO,
             ipc_mode: 0o600,
+            send_buffer_size: 0,
+            recv_buffer_size: 0,
         }
     }
 
