@@ -7,7 +7,8 @@
 //!   most) for the echoes; it answers `done GOT` (echoes of round R received).
 //! - `subs`: SUB peers subscribed to everything; `ready`, `subscribed` once
 //!   every one has had a hello, then `done TOTAL` once every one has had
-//!   `--messages` data messages, or `timeout TOTAL` at `--deadline-ms`.
+//!   `--messages` data messages, or `timeout TOTAL` at `--deadline-ms`; and
+//!   `progress TOTAL` (data messages so far) every second meanwhile.
 //! - `silent`: TCP connections that never send a byte; `ready OPEN FAILED`
 //!   once connected, then `closed N MEDIAN_MS MAX_MS` once the server has
 //!   closed them all (or at `--deadline-ms`): N closed, times since `ready`.
@@ -166,10 +167,17 @@ fn subs(args: &ClientArgs) -> Result<()> {
     let mut full = 0;
     let mut buf = [0u8; 256];
     let mut items = poll_items(&sockets, 0..sockets.len());
+    let mut next_report = Instant::now();
     while full < sockets.len() {
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             say(&format!("timeout {}", data.iter().sum::<u64>()));
             return Ok(());
+        }
+        // So that the runner, which gives up first, knows what had arrived.
+        if now >= next_report {
+            say(&format!("progress {}", data.iter().sum::<u64>()));
+            next_report = now + Duration::from_secs(1);
         }
         for i in poll_ready(&mut items)? {
             while let Some(n) = try_recv(sockets[i], &mut buf) {

@@ -268,6 +268,7 @@ impl Group<'_> {
         // Hellos until every subscriber has one: its subscription is in force.
         let by = Instant::now() + plan.connect_timeout;
         let mut subscribed = vec![false; clients.len()];
+        let mut received = vec![0u64; clients.len()];
         while subscribed.iter().any(|s| !s) {
             if Instant::now() >= by {
                 bail!(
@@ -285,22 +286,35 @@ impl Group<'_> {
         }
         let start = Instant::now();
         server.send(&format!("go {}", plan.messages))?;
-        let by = start + plan.fanout_timeout + Duration::from_secs(5);
-        let mut total = 0u64;
+        let by = start + plan.fanout_timeout;
+        let mut finished = vec![false; clients.len()];
         let mut note = String::new();
-        for c in &clients {
-            let line = c.line_by(by)?;
-            let mut words = line.split_whitespace();
-            let (word, n) = (words.next(), words.next().map(str::parse::<u64>));
-            match (word, n) {
-                (Some("done"), Some(Ok(n))) => total += n,
-                (Some("timeout"), Some(Ok(n))) => {
-                    total += n;
-                    note = format!("timed out after {budget:?} from the start");
-                }
-                _ => bail!("unexpected line {line:?}"),
+        while finished.iter().any(|f| !f) {
+            if Instant::now() >= by {
+                note = format!("not done after {:?}", plan.fanout_timeout);
+                break;
             }
+            for (i, c) in clients.iter().enumerate() {
+                while let Some(line) = c.try_line() {
+                    let mut words = line.split_whitespace();
+                    let word = words.next().unwrap_or_default();
+                    if let Some(Ok(n)) = words.next().map(str::parse::<u64>) {
+                        received[i] = n;
+                    }
+                    match word {
+                        "done" => finished[i] = true,
+                        "timeout" => {
+                            finished[i] = true;
+                            note = format!("a client gave up after {budget:?} from its start");
+                        }
+                        "progress" => {}
+                        _ => bail!("unexpected line {line:?}"),
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        let total: u64 = received.iter().sum();
         let elapsed = start.elapsed();
         let mut row = ScaleRow::new("fanout", imp, plan.subscribers, sampler.max());
         row.first_s = Some(elapsed.as_secs_f64());
