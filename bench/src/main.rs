@@ -123,6 +123,12 @@ struct RunArgs {
     /// Recording time per measurement [default: 1000, 150 with --quick].
     #[arg(long, value_name = "MS")]
     measure_ms: Option<u64>,
+    /// SO_SNDBUF and SO_RCVBUF for every implementation's Unix or TCP socket
+    /// (conduit's send/recv_buffer_size, raw's setsockopt, libzmq's
+    /// ZMQ_SNDBUF/RCVBUF, omq's Options); 0 leaves each at its own default
+    /// (the kernel's, but 1 MiB for omq).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    sockbuf: usize,
     #[command(flatten)]
     scale: ScaleArgs,
 }
@@ -206,6 +212,7 @@ fn plan(args: &RunArgs) -> Result<runner::Plan> {
         timing,
         rounds: args.rounds.unwrap_or(rounds).max(1),
         cpus: [args.cpus[0], args.cpus[1]],
+        sockbuf: args.sockbuf,
     })
 }
 

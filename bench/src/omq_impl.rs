@@ -100,6 +100,11 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
     if case.imp == Impl::OmqSpin {
         options = options.recv_spin(SPIN);
     }
+    if meet.sockbuf > 0 {
+        options = options
+            .send_buffer_size(meet.sockbuf)
+            .recv_buffer_size(meet.sockbuf);
+    }
     let payload = Bytes::from(vec![0xA5; case.size]);
     let link = match case.imp {
         Impl::Omq | Impl::OmqSpin => {

@@ -17,6 +17,8 @@ pub const ZMQ_PUSH: c_int = 8;
 
 // Socket options.
 pub const ZMQ_SUBSCRIBE: c_int = 6;
+pub const ZMQ_SNDBUF: c_int = 11;
+pub const ZMQ_RCVBUF: c_int = 12;
 pub const ZMQ_LINGER: c_int = 17;
 pub const ZMQ_BACKLOG: c_int = 19;
 pub const ZMQ_SNDHWM: c_int = 23;

@@ -57,6 +57,11 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
         (Mode::Thr, Role::Remote) => ZMQ_PUSH,
     };
     let socket = zmq_ffi::socket(zmq_ffi::context(None)?, kind)?;
+    if meet.sockbuf > 0 {
+        let n = i32::try_from(meet.sockbuf)?;
+        zmq_ffi::set_int(socket, zmq_ffi::ZMQ_SNDBUF, n)?;
+        zmq_ffi::set_int(socket, zmq_ffi::ZMQ_RCVBUF, n)?;
+    }
     match role {
         Role::Local => {
             let endpoint = match case.transport {
