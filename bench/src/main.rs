@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use case::{Case, Cores, Impl, Mode, Timing, Transport};
 
@@ -81,13 +81,10 @@ struct RunArgs {
     /// Draw the results as an SVG chart in FILE.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Implementations to measure.
-    #[arg(
-        long = "impl",
-        value_delimiter = ',',
-        default_value = "conduit,conduit-socket,raw,raw-batch,libzmq,omq,omq-spin,omq-async"
-    )]
-    impls: Vec<Impl>,
+    /// Implementations to measure [default: all; with --quick, omq through
+    /// its blocking API only].
+    #[arg(long = "impl", value_delimiter = ',')]
+    impls: Option<Vec<Impl>>,
     /// Transports to measure over.
     #[arg(
         long = "transport",
@@ -186,12 +183,19 @@ fn plan(args: &RunArgs) -> Result<runner::Plan> {
     if args.sizes.contains(&0) || args.sizes.iter().any(|&s| s > 64 << 20) {
         bail!("message sizes must be from 1 byte to 64 MiB");
     }
+    let impls = args.impls.clone().unwrap_or_else(|| {
+        let mut all: Vec<Impl> = Impl::value_variants().to_vec();
+        if args.quick {
+            all.retain(|&i| !matches!(i, Impl::OmqSpin | Impl::OmqAsync));
+        }
+        all
+    });
     let mut cases = Vec::new();
     for &mode in &args.modes {
         for &transport in &args.transports {
             for &size in &args.sizes {
                 for &cores in &args.cores {
-                    for &imp in &args.impls {
+                    for &imp in &impls {
                         let case = Case {
                             imp,
                             transport,
