@@ -69,8 +69,8 @@ impl Link for OmqLink {
     }
 
     fn recv(&mut self) -> Result<Option<usize>> {
-        // omq reports a peer that left by no error on a PULL or PAIR socket
-        // (it waits for a reconnect); the runner's deadline covers that.
+        // A peer that left is never reported here: omq waits for it to come
+        // back. The runner kills this end once it has the other's result.
         Ok(Some(self.recv_message()?.byte_len()))
     }
 

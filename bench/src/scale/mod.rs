@@ -407,7 +407,8 @@ impl Group<'_> {
         let max_close = close_ms.iter().copied().fold(0.0, f64::max);
         row.note = format!(
             "{opened} connected, {failed} failed to connect, {closed} dropped by the server \
-             (last {:.1} s after connecting); good peer: {} round trips, {lost} lost",
+             (the last {:.1} s after its client had connected all of its own); good peer: \
+             {} round trips, {lost} lost",
             max_close / 1e3,
             rtts.len()
         );
@@ -533,18 +534,19 @@ pub fn tables(rows: &[ScaleRow]) -> String {
         out.push_str(
             "### Connections that never send a greeting, one good peer served meanwhile\n\n",
         );
-        out.push_str("| silent | server | threads before / max | fds max | peak RSS | good peer round trip (median) | what happened |\n");
-        out.push_str("|---:|---|---:|---:|---:|---:|---|\n");
+        out.push_str("| silent | server | threads before / max | fds max | peak RSS | all dropped after | good peer round trip (median) | what happened |\n");
+        out.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");
         for r in flood {
             let _ = writeln!(
                 out,
-                "| {} | {:?} | {} / {} | {} | {:.0} MiB | {} ms | {} |",
+                "| {} | {:?} | {} / {} | {} | {:.0} MiB | {} s | {} ms | {} |",
                 r.peers,
                 r.imp,
                 r.threads_before.unwrap_or(0),
                 r.threads,
                 r.fds,
                 r.rss_mib,
+                opt(r.first_s, 1),
                 opt(r.round_ms, 2),
                 r.note
             );
