@@ -134,7 +134,7 @@ struct RunArgs {
 #[derive(Debug, clap::Args)]
 struct ScaleArgs {
     /// Servers the scale group measures.
-    #[arg(long, value_delimiter = ',', default_value = "conduit,libzmq")]
+    #[arg(long, value_delimiter = ',', default_value = "conduit,libzmq,omq")]
     scale_impl: Vec<scale::ScaleImpl>,
     /// Peer counts of the ROUTER echo case.
     #[arg(long, value_delimiter = ',', default_value = "1000,10000")]

@@ -46,6 +46,8 @@ pub enum ScaleImpl {
     Conduit,
     /// libzmq through its C API.
     Libzmq,
+    /// omq.rs through its blocking API.
+    Omq,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -326,11 +328,14 @@ impl Group<'_> {
 
     fn flood(&self, imp: ScaleImpl) -> Result<ScaleRow> {
         let plan = self.plan;
-        // libzmq's handshake timeout is 30 s by default; it is set to
-        // conduit's default so that both drop silent peers at the same time.
+        // libzmq's handshake timeout is 30 s by default and omq's 10 s; both
+        // are set to conduit's default so that all drop silent peers at the
+        // same time.
         let handshake = conduit::DEFAULT_HANDSHAKE_TIMEOUT;
         let extra = match imp {
-            ScaleImpl::Libzmq => vec!["--handshake-ms".into(), handshake.as_millis().to_string()],
+            ScaleImpl::Libzmq | ScaleImpl::Omq => {
+                vec!["--handshake-ms".into(), handshake.as_millis().to_string()]
+            }
             ScaleImpl::Conduit => Vec::new(),
         };
         let (server, endpoint) = self.server(imp, ServerKind::Echo, &extra)?;

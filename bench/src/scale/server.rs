@@ -31,7 +31,7 @@ pub struct ServerArgs {
     /// The PUB's send high-water mark, per subscriber (messages).
     #[arg(long, default_value_t = 1000)]
     pub hwm: usize,
-    /// libzmq only: the handshake timeout (conduit keeps its default).
+    /// libzmq and omq: the handshake timeout (conduit keeps its default).
     #[arg(long)]
     pub handshake_ms: Option<u64>,
     /// libzmq only: the listen backlog (conduit keeps its default).
@@ -46,6 +46,7 @@ pub fn run(args: ServerArgs) -> Result<()> {
     match args.imp {
         ScaleImpl::Conduit => conduit_server(&args),
         ScaleImpl::Libzmq => libzmq_server(&args),
+        ScaleImpl::Omq => omq_server(&args),
     }
 }
 
@@ -92,6 +93,34 @@ fn conduit_server(args: &ServerArgs) -> Result<()> {
         },
         ServerKind::Pub => pub_commands(|body| {
             socket.send(Message::from(Bytes::copy_from_slice(body)))?;
+            Ok(())
+        }),
+    }
+}
+
+fn omq_server(args: &ServerArgs) -> Result<()> {
+    use omq_tokio::{Context, Options, SocketType as OmqType};
+    let kind = match args.kind {
+        ServerKind::Echo => OmqType::Router,
+        ServerKind::Pub => OmqType::Pub,
+    };
+    let mut options = Options::default().send_hwm(u32::try_from(args.hwm).unwrap_or(u32::MAX));
+    if let Some(ms) = args.handshake_ms {
+        options = options.handshake_timeout(Duration::from_millis(ms));
+    }
+    let ctx = Context::new();
+    let socket = ctx.blocking_socket(kind, options);
+    let bound = socket.bind("tcp://127.0.0.1:0")?;
+    say(&format!("ready {bound}"));
+    match args.kind {
+        // ROUTER: the first part names the peer, so the message goes back as
+        // it came.
+        ServerKind::Echo => loop {
+            let m = socket.recv()?;
+            socket.send(m)?;
+        },
+        ServerKind::Pub => pub_commands(|body| {
+            socket.send(omq_tokio::Message::single(Bytes::copy_from_slice(body)))?;
             Ok(())
         }),
     }
