@@ -76,6 +76,23 @@ fn pub_commands(mut publish: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
     Ok(())
 }
 
+/// Runs a bound server until killed (echo) or until its input ends (PUB). An
+/// echo sends back what it receives as it came: a ROUTER's first frame names
+/// the peer it came from.
+fn serve<M>(
+    kind: ServerKind,
+    recv: impl Fn() -> Result<M>,
+    send: impl Fn(M) -> Result<()>,
+    publish: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    match kind {
+        ServerKind::Echo => loop {
+            send(recv()?)?;
+        },
+        ServerKind::Pub => pub_commands(publish),
+    }
+}
+
 fn conduit_server(args: &ServerArgs) -> Result<()> {
     let kind = match args.kind {
         ServerKind::Echo => SocketType::Router,
@@ -84,18 +101,12 @@ fn conduit_server(args: &ServerArgs) -> Result<()> {
     let socket = Socket::builder(kind).send_hwm(args.hwm).build()?;
     let bound = socket.bind("tcp://127.0.0.1:*")?;
     say(&format!("ready {bound}"));
-    match args.kind {
-        ServerKind::Echo => loop {
-            // ROUTER: the first frame names the peer, so the message goes back
-            // as it came.
-            let m = socket.recv()?;
-            socket.send(m)?;
-        },
-        ServerKind::Pub => pub_commands(|body| {
-            socket.send(Message::from(Bytes::copy_from_slice(body)))?;
-            Ok(())
-        }),
-    }
+    serve(
+        args.kind,
+        || Ok(socket.recv()?),
+        |m| Ok(socket.send(m)?),
+        |body| Ok(socket.send(Message::from(Bytes::copy_from_slice(body)))?),
+    )
 }
 
 fn omq_server(args: &ServerArgs) -> Result<()> {
@@ -112,18 +123,12 @@ fn omq_server(args: &ServerArgs) -> Result<()> {
     let socket = ctx.blocking_socket(kind, options);
     let bound = socket.bind("tcp://127.0.0.1:0")?;
     say(&format!("ready {bound}"));
-    match args.kind {
-        // ROUTER: the first part names the peer, so the message goes back as
-        // it came.
-        ServerKind::Echo => loop {
-            let m = socket.recv()?;
-            socket.send(m)?;
-        },
-        ServerKind::Pub => pub_commands(|body| {
-            socket.send(omq_tokio::Message::single(Bytes::copy_from_slice(body)))?;
-            Ok(())
-        }),
-    }
+    serve(
+        args.kind,
+        || Ok(socket.recv()?),
+        |m| Ok(socket.send(m)?),
+        |body| Ok(socket.send(omq_tokio::Message::single(Bytes::copy_from_slice(body)))?),
+    )
 }
 
 fn libzmq_server(args: &ServerArgs) -> Result<()> {
