@@ -151,8 +151,11 @@ struct ScaleArgs {
     /// Peers (sockets or connections) per client process at most.
     #[arg(long, default_value_t = 2500)]
     scale_per_process: usize,
-    /// Timed echo rounds after the first.
+    /// Untimed echo rounds after the first (which waits for connections).
     #[arg(long, default_value_t = 5)]
+    scale_warmup_rounds: usize,
+    /// Timed echo rounds after those.
+    #[arg(long, default_value_t = 20)]
     scale_rounds: usize,
     /// How long the first echo round (every peer connecting) may take.
     #[arg(long, value_name = "S", default_value_t = 60)]
@@ -282,6 +285,7 @@ fn run_scale(args: &RunArgs) -> Result<usize> {
         silent: a.scale_silent,
         per_process: a.scale_per_process,
         rounds: a.scale_rounds,
+        warmup_rounds: a.scale_warmup_rounds,
         connect_timeout: Duration::from_secs(a.scale_connect_timeout),
         round_timeout: Duration::from_secs(10),
         fanout_timeout: Duration::from_secs(a.scale_fanout_timeout),

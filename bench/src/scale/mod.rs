@@ -4,8 +4,10 @@
 //! - **echo**: a ROUTER echoes; N DEALER peers (libzmq, in processes of at most
 //!   `--scale-per-process`) each send one 64 B message per round and wait for
 //!   it back. The first round also waits for every peer to connect; then
-//!   `--scale-rounds` rounds are timed. A round that loses messages ends the
-//!   case (the server stalled), with the count.
+//!   `--scale-warmup-rounds` rounds settle the server (conduit's first rounds
+//!   at 1,000 peers took 15x its later ones) and `--scale-rounds` rounds are
+//!   timed. A round that loses messages ends the case (the server stalled),
+//!   with the count.
 //! - **fanout**: a PUB, M SUB peers; the time from the publisher's first data
 //!   message until every subscriber has all of `--scale-messages`.
 //! - **flood**: S TCP connections that never send a greeting, while one good
@@ -74,6 +76,8 @@ pub struct ScalePlan {
     pub silent: usize,
     pub per_process: usize,
     pub rounds: usize,
+    /// Untimed echo rounds after the first, before the timed ones.
+    pub warmup_rounds: usize,
     /// How long the first echo round may take (every peer connecting).
     pub connect_timeout: Duration,
     /// How long a later echo round may take.
@@ -116,6 +120,11 @@ pub struct ScaleRow {
     pub threads_before: Option<u64>,
     /// What went wrong or what else is worth saying.
     pub note: String,
+    /// echo: the fastest and slowest timed round, in ms.
+    pub round_range_ms: Option<(f64, f64)>,
+    /// echo: every round after the first, warm-up included, in ms.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds_ms: Vec<f64>,
 }
 
 impl ScaleRow {
@@ -132,6 +141,8 @@ impl ScaleRow {
             lost: 0,
             threads_before: None,
             note: String::new(),
+            rounds_ms: Vec::new(),
+            round_range_ms: None,
         }
     }
 }
@@ -213,6 +224,7 @@ impl Group<'_> {
         let (got, first) = Self::round(&mut clients, 0, self.plan.connect_timeout)?;
         let mut note = String::new();
         let mut times = Vec::new();
+        let mut all_rounds = Vec::new();
         let mut lost = (peers - got) as u64;
         if got < peers {
             let _ = write!(
@@ -221,23 +233,30 @@ impl Group<'_> {
                 self.plan.connect_timeout
             );
         } else {
-            for r in 1..=self.plan.rounds as u64 {
+            let warmup = self.plan.warmup_rounds as u64;
+            for r in 1..=warmup + self.plan.rounds as u64 {
                 let (got, t) = Self::round(&mut clients, r, self.plan.round_timeout)?;
                 if got < peers {
                     lost += (peers - got) as u64;
                     let _ = write!(note, "stalled in round {r}: {got} of {peers} answered");
                     break;
                 }
-                times.push(t.as_secs_f64() * 1e3);
+                all_rounds.push(t.as_secs_f64() * 1e3);
+                if r > warmup {
+                    times.push(t.as_secs_f64() * 1e3);
+                }
             }
         }
         let mut row = ScaleRow::new("echo", imp, peers, sampler.max());
         row.first_s = Some(first.as_secs_f64());
         if !times.is_empty() {
             row.round_ms = Some(crate::measure::median(&mut times));
+            // median() sorted them.
+            row.round_range_ms = Some((times[0], times[times.len() - 1]));
         }
         row.lost = lost;
         row.note = note;
+        row.rounds_ms = all_rounds;
         Ok(row)
     }
 
@@ -469,7 +488,12 @@ fn show(r: &ScaleRow) -> String {
         } else {
             format!(" ({})", r.note)
         }
-    )
+    ) + &if r.rounds_ms.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = r.rounds_ms.iter().map(|t| format!("{t:.1}")).collect();
+        format!("; rounds (ms, warm-up first): {}", each.join(" "))
+    }
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -492,12 +516,12 @@ pub fn tables(rows: &[ScaleRow]) -> String {
     let echo: Vec<&ScaleRow> = rows.iter().filter(|r| r.case == "echo").collect();
     if !echo.is_empty() {
         out.push_str("### ROUTER echo, every peer one 64 B message per round\n\n");
-        out.push_str("| peers | server | threads | fds | peak RSS | first round (connecting) | median round | per message | lost | conduit/libzmq (round) | note |\n");
-        out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("| peers | server | threads | fds | peak RSS | first round (connecting) | median round | fastest-slowest | per message | lost | conduit/libzmq (round) | note |\n");
+        out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for r in echo {
             let _ = writeln!(
                 out,
-                "| {} | {:?} | {} | {} | {:.0} MiB | {:.2} s | {} ms | {} µs | {} | {} | {} |",
+                "| {} | {:?} | {} | {} | {:.0} MiB | {:.2} s | {} ms | {} ms | {} µs | {} | {} | {} |",
                 r.peers,
                 r.imp,
                 r.threads,
@@ -505,6 +529,8 @@ pub fn tables(rows: &[ScaleRow]) -> String {
                 r.rss_mib,
                 r.first_s.unwrap_or(0.0),
                 opt(r.round_ms, 2),
+                r.round_range_ms
+                    .map_or("-".into(), |(a, b)| format!("{a:.1}-{b:.1}")),
                 opt(r.round_ms.map(|m| m * 1e3 / r.peers as f64), 1),
                 r.lost,
                 vs_libzmq(r, |r| r.round_ms),
