@@ -52,6 +52,28 @@ pub enum Impl {
     #[value(name = "ipc-channel-typed")]
     #[serde(rename = "ipc-channel-typed")]
     IpcChannelTyped,
+    /// omq.rs (`omq-tokio`) through its blocking API, with its defaults: PAIR for
+    /// latency, PUSH/PULL for throughput (ipc, tcp).
+    Omq,
+    /// As `omq`, with a blocking `recv` that busy-polls before parking
+    /// (`Options::recv_spin`).
+    #[value(name = "omq-spin")]
+    #[serde(rename = "omq-spin")]
+    OmqSpin,
+    /// omq.rs through its async API on a current-thread tokio runtime owned by
+    /// the application thread.
+    #[value(name = "omq-async")]
+    #[serde(rename = "omq-async")]
+    OmqAsync,
+}
+
+impl Impl {
+    /// The ways of driving omq.rs; the report shows the best of them per cell.
+    pub const OMQ_APIS: [Impl; 3] = [Impl::Omq, Impl::OmqSpin, Impl::OmqAsync];
+
+    pub fn is_omq(self) -> bool {
+        Impl::OMQ_APIS.contains(&self)
+    }
 }
 
 /// How the two processes are connected.
@@ -112,8 +134,10 @@ impl Case {
     /// Whether this implementation has this transport at all.
     pub fn exists(&self) -> bool {
         match self.imp {
-            // libzmq has no pipe transport, nor do conduit's sockets.
-            Impl::Libzmq | Impl::ConduitSocket => self.transport != Transport::Pipe,
+            // libzmq and omq have no pipe transport, nor do conduit's sockets.
+            Impl::Libzmq | Impl::ConduitSocket | Impl::Omq | Impl::OmqSpin | Impl::OmqAsync => {
+                self.transport != Transport::Pipe
+            }
             // Batching has nothing to batch in a ping-pong.
             Impl::RawBatch => self.mode == Mode::Thr,
             Impl::Conduit | Impl::Raw => true,

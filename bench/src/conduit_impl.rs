@@ -76,7 +76,12 @@ impl Link for ConduitLink {
 
 /// Connects a conduit link for `case`.
 pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
-    let builder = ChannelBuilder::new().connect_timeout(Duration::from_secs(10));
+    let mut builder = ChannelBuilder::new().connect_timeout(Duration::from_secs(10));
+    if meet.sockbuf > 0 {
+        builder = builder
+            .send_buffer_size(meet.sockbuf)
+            .recv_buffer_size(meet.sockbuf);
+    }
     let ends = match case.transport {
         Transport::Pipe => {
             let mut fds = meet.fds.into_iter();

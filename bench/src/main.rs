@@ -7,6 +7,7 @@
 mod case;
 mod conduit_impl;
 mod measure;
+mod omq_impl;
 mod os;
 mod peer;
 mod plot;
@@ -14,13 +15,15 @@ mod raw;
 mod report;
 mod runner;
 mod rust_ipc;
+mod scale;
+mod zmq_ffi;
 mod zmq_impl;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use case::{Case, Cores, Impl, Mode, Timing, Transport};
 
@@ -42,10 +45,30 @@ enum Command {
     /// One end of one measurement (started by the runner itself).
     #[command(hide = true)]
     Peer(peer::PeerArgs),
+    /// The server of a scale case (started by the runner itself).
+    #[command(hide = true)]
+    ScaleServer(scale::server::ServerArgs),
+    /// A process of peers of a scale case (started by the runner itself).
+    #[command(hide = true)]
+    ScaleClient(scale::client::ClientArgs),
+}
+
+/// A group of measurements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum GroupName {
+    /// Round trips and streams between two processes (the --impl, --transport,
+    /// --mode, --size and --cores options).
+    Matrix,
+    /// Many peers on one server process: ROUTER echo, PUB fan-out, silent
+    /// connections (the --scale-* options); several minutes, not in --quick.
+    Scale,
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
+    /// The groups to run.
+    #[arg(long = "group", value_delimiter = ',', default_value = "matrix")]
+    groups: Vec<GroupName>,
     /// A short run for CI: about 0.2 s per measurement and one round.
     #[arg(long)]
     quick: bool,
@@ -59,13 +82,10 @@ struct RunArgs {
     /// Draw the results as an SVG chart in FILE.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
-    /// Implementations to measure.
-    #[arg(
-        long = "impl",
-        value_delimiter = ',',
-        default_value = "conduit,conduit-socket,raw,raw-batch,libzmq"
-    )]
-    impls: Vec<Impl>,
+    /// Implementations to measure [default: all; with --quick, omq through
+    /// its blocking API only].
+    #[arg(long = "impl", value_delimiter = ',')]
+    impls: Option<Vec<Impl>>,
     /// Transports to measure over.
     #[arg(
         long = "transport",
@@ -101,6 +121,56 @@ struct RunArgs {
     /// Recording time per measurement [default: 1000, 150 with --quick].
     #[arg(long, value_name = "MS")]
     measure_ms: Option<u64>,
+    /// SO_SNDBUF and SO_RCVBUF for every implementation's Unix or TCP socket
+    /// (conduit's send/recv_buffer_size, raw's setsockopt, libzmq's
+    /// ZMQ_SNDBUF/RCVBUF, omq's Options); 0 leaves each at its own default
+    /// (the kernel's, but 1 MiB for omq).
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    sockbuf: usize,
+    #[command(flatten)]
+    scale: ScaleArgs,
+}
+
+/// The scale group's options.
+#[derive(Debug, clap::Args)]
+struct ScaleArgs {
+    /// Servers the scale group measures.
+    #[arg(long, value_delimiter = ',', default_value = "conduit,libzmq,omq")]
+    scale_impl: Vec<scale::ScaleImpl>,
+    /// Peer counts of the ROUTER echo case.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    scale_peers: Vec<usize>,
+    /// Subscribers of the PUB fan-out case (0: skip it).
+    #[arg(long, default_value_t = 1000)]
+    scale_subscribers: usize,
+    /// Messages every subscriber must receive.
+    #[arg(long, default_value_t = 20_000)]
+    scale_messages: u64,
+    /// Connections that never send a greeting (0: skip the case).
+    #[arg(long, default_value_t = 10_000)]
+    scale_silent: usize,
+    /// Peers (sockets or connections) per client process at most.
+    #[arg(long, default_value_t = 2500)]
+    scale_per_process: usize,
+    /// Untimed echo rounds after the first (which waits for connections).
+    #[arg(long, default_value_t = 5)]
+    scale_warmup_rounds: usize,
+    /// Timed echo rounds after those.
+    #[arg(long, default_value_t = 20)]
+    scale_rounds: usize,
+    /// How long the first echo round (every peer connecting) may take.
+    #[arg(long, value_name = "S", default_value_t = 60)]
+    scale_connect_timeout: u64,
+    /// How long the fan-out may take.
+    #[arg(long, value_name = "S", default_value_t = 150)]
+    scale_fanout_timeout: u64,
+    /// libzmq's listen backlog (ZMQ_BACKLOG; its default is 100). conduit keeps
+    /// its default until it has the option.
+    #[arg(long, default_value_t = 4096)]
+    scale_zmq_backlog: i32,
+    /// Write the scale group's rows as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    scale_json: Option<PathBuf>,
 }
 
 fn plan(args: &RunArgs) -> Result<runner::Plan> {
@@ -117,12 +187,19 @@ fn plan(args: &RunArgs) -> Result<runner::Plan> {
     if args.sizes.contains(&0) || args.sizes.iter().any(|&s| s > 64 << 20) {
         bail!("message sizes must be from 1 byte to 64 MiB");
     }
+    let impls = args.impls.clone().unwrap_or_else(|| {
+        let mut all: Vec<Impl> = Impl::value_variants().to_vec();
+        if args.quick {
+            all.retain(|&i| !matches!(i, Impl::OmqSpin | Impl::OmqAsync));
+        }
+        all
+    });
     let mut cases = Vec::new();
     for &mode in &args.modes {
         for &transport in &args.transports {
             for &size in &args.sizes {
                 for &cores in &args.cores {
-                    for &imp in &args.impls {
+                    for &imp in &impls {
                         let case = Case {
                             imp,
                             transport,
@@ -143,6 +220,7 @@ fn plan(args: &RunArgs) -> Result<runner::Plan> {
         timing,
         rounds: args.rounds.unwrap_or(rounds).max(1),
         cpus: [args.cpus[0], args.cpus[1]],
+        sockbuf: args.sockbuf,
     })
 }
 
@@ -184,7 +262,50 @@ fn run(args: RunArgs) -> Result<()> {
             .with_context(|| format!("{} is not a JSON list of rows", path.display()))?;
         return print_report(&args, &rows);
     }
-    let plan = plan(&args)?;
+    let mut failures = 0;
+    if args.groups.contains(&GroupName::Matrix) {
+        failures += run_matrix(&args)?;
+    }
+    if args.groups.contains(&GroupName::Scale) {
+        failures += run_scale(&args)?;
+    }
+    // Only a broken measurement fails the run, never a slow one: no time is
+    // asserted anywhere.
+    if failures > 0 {
+        bail!("{failures} measurement(s) failed; see above");
+    }
+    Ok(())
+}
+
+fn run_scale(args: &RunArgs) -> Result<usize> {
+    let a = &args.scale;
+    let plan = scale::ScalePlan {
+        impls: a.scale_impl.clone(),
+        peers: a.scale_peers.clone(),
+        subscribers: a.scale_subscribers,
+        messages: a.scale_messages,
+        silent: a.scale_silent,
+        per_process: a.scale_per_process,
+        rounds: a.scale_rounds,
+        warmup_rounds: a.scale_warmup_rounds,
+        connect_timeout: Duration::from_secs(a.scale_connect_timeout),
+        round_timeout: Duration::from_secs(10),
+        fanout_timeout: Duration::from_secs(a.scale_fanout_timeout),
+        zmq_backlog: a.scale_zmq_backlog,
+        cpus: [args.cpus[0], args.cpus[1]],
+    };
+    let (rows, failures) = scale::run(&plan)?;
+    if let Some(path) = &a.scale_json {
+        let json = serde_json::to_string_pretty(&rows)? + "\n";
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    println!("{}", scale::tables(&rows));
+    Ok(failures)
+}
+
+fn run_matrix(args: &RunArgs) -> Result<usize> {
+    let plan = plan(args)?;
     eprintln!(
         "{} measurements x {} round(s), {:?} warm-up + {:?} each",
         plan.cases.len(),
@@ -198,19 +319,16 @@ fn run(args: RunArgs) -> Result<()> {
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
-    print_report(&args, &rows)?;
-    // Only a broken measurement fails the run, never a slow one: no time is
-    // asserted anywhere.
-    if failures > 0 {
-        bail!("{failures} measurement(s) failed; see above");
-    }
-    Ok(())
+    print_report(args, &rows)?;
+    Ok(failures)
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Peer(args)) => peer::run(args),
+        Some(Command::ScaleServer(args)) => scale::server::run(args),
+        Some(Command::ScaleClient(args)) => scale::client::run(args),
         None => run(cli.run),
     }
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::case::{Case, Cores, Impl, Mode, Role, Timing, Transport};
 use crate::measure::{self, Link};
-use crate::{conduit_impl, os, raw, rust_ipc, zmq_impl};
+use crate::{conduit_impl, omq_impl, os, raw, rust_ipc, zmq_impl};
 
 /// What a process needs to reach the other end.
 #[derive(Debug)]
@@ -26,6 +26,8 @@ pub struct Meet {
     pub endpoint: Option<String>,
     /// A private directory for socket files.
     pub dir: PathBuf,
+    /// SO_SNDBUF and SO_RCVBUF to ask for; 0: the implementation's default.
+    pub sockbuf: usize,
 }
 
 impl Meet {
@@ -71,6 +73,8 @@ pub struct PeerArgs {
     pub measure_ms: u64,
     #[arg(long)]
     pub windows: u32,
+    #[arg(long, default_value_t = 0)]
+    pub sockbuf: usize,
 }
 
 fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
@@ -84,6 +88,7 @@ fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
         | Impl::IpcChannel
         | Impl::ConduitTyped
         | Impl::IpcChannelTyped => rust_ipc::open(case, role, meet),
+        Impl::Omq | Impl::OmqSpin | Impl::OmqAsync => omq_impl::open(case, role, meet),
     }
 }
 
@@ -115,6 +120,7 @@ pub fn run(args: PeerArgs) -> Result<()> {
         fds,
         endpoint: args.endpoint,
         dir: args.dir,
+        sockbuf: args.sockbuf,
     };
     let mut link = open(&case, args.role, meet).with_context(|| format!("opening {case}"))?;
     if case.transport == Transport::Pipe && args.role == Role::Local {

@@ -26,7 +26,8 @@ fn color(imp: Impl) -> &'static str {
         Impl::ConduitInline => "#9ecae1",
         Impl::ConduitTyped => "#6baed6",
         Impl::ConduitShared => "#08519c",
-        Impl::IpcChannel | Impl::IpcChannelTyped => "#ff7f0e",
+        Impl::IpcChannel | Impl::IpcChannelTyped => "#2ca02c",
+        Impl::Omq | Impl::OmqSpin | Impl::OmqAsync => "#ff7f0e",
     }
 }
 
@@ -55,6 +56,9 @@ struct PlotRow {
 
 /// The chart of `rows`, as an SVG document.
 pub fn svg(rows: &[Row], subtitle: &str) -> String {
+    // One omq line: the best of its APIs per cell, as in the tables.
+    let (rows, _) = crate::report::best_omq(rows);
+    let rows = &rows[..];
     let res = Results(rows);
     let transports = [Transport::Pipe, Transport::Ipc, Transport::Tcp];
     let legend = impls_in(rows, Mode::Thr)
@@ -100,7 +104,7 @@ pub fn svg(rows: &[Row], subtitle: &str) -> String {
     );
     let _ = writeln!(
         s,
-        r##"<rect width="100%" height="100%" fill="white"/><text x="{AXIS_W}" y="22" font-size="16" font-weight="bold">conduit vs raw OS channel vs libzmq</text><text x="{AXIS_W}" y="40" fill="#444">{}</text>"##,
+        r##"<rect width="100%" height="100%" fill="white"/><text x="{AXIS_W}" y="22" font-size="16" font-weight="bold">conduit vs raw OS channel, libzmq and omq.rs</text><text x="{AXIS_W}" y="40" fill="#444">{}</text>"##,
         escape(subtitle)
     );
     // Legend.

@@ -27,6 +27,8 @@ pub struct Plan {
     pub rounds: u32,
     /// The core for "same", and the two cores for "separate".
     pub cpus: [usize; 2],
+    /// Socket buffer sizes for everyone; 0: each implementation's default.
+    pub sockbuf: usize,
 }
 
 /// One measurement of one case.
@@ -156,8 +158,9 @@ fn peer_command(
     case: &Case,
     role: Role,
     cpu: usize,
-    timing: &Timing,
+    plan: &Plan,
 ) -> Command {
+    let timing = &plan.timing;
     let mut c = Command::new(exe);
     c.arg("peer")
         .args(["--impl", &case.imp.to_string()])
@@ -178,6 +181,7 @@ fn peer_command(
         .args(["--warmup-ms", &timing.warmup.as_millis().to_string()])
         .args(["--measure-ms", &timing.measure.as_millis().to_string()])
         .args(["--windows", &timing.windows.to_string()])
+        .args(["--sockbuf", &plan.sockbuf.to_string()])
         .stdin(Stdio::null());
     c
 }
@@ -190,7 +194,7 @@ fn run_case(exe: &Path, dir: &Path, case: &Case, plan: &Plan) -> Result<Sample> 
     };
     let (local_fds, remote_fds) = pipes(case)?;
 
-    let mut cmd = peer_command(exe, dir, case, Role::Local, local_cpu, &plan.timing);
+    let mut cmd = peer_command(exe, dir, case, Role::Local, local_cpu, plan);
     os::hand_over(
         &mut cmd,
         &local_fds.iter().map(|f| f.as_raw_fd()).collect::<Vec<_>>(),
@@ -212,7 +216,7 @@ fn run_case(exe: &Path, dir: &Path, case: &Case, plan: &Plan) -> Result<Sample> 
     let endpoint = ready
         .strip_prefix("ready ")
         .with_context(|| format!("unexpected line {ready:?}"))?;
-    let mut cmd = peer_command(exe, dir, case, Role::Remote, remote_cpu, &plan.timing);
+    let mut cmd = peer_command(exe, dir, case, Role::Remote, remote_cpu, plan);
     if endpoint != "-" {
         cmd.args(["--endpoint", endpoint]);
     }
@@ -232,7 +236,7 @@ fn run_case(exe: &Path, dir: &Path, case: &Case, plan: &Plan) -> Result<Sample> 
 
 /// Forwards the lines of a child's output, from a thread, so that waiting for them
 /// can time out.
-fn read_lines(out: std::process::ChildStdout) -> mpsc::Receiver<String> {
+pub fn read_lines(out: std::process::ChildStdout) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {

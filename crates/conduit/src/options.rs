@@ -41,6 +41,11 @@ pub(crate) struct Options {
     /// Unix socket (`None`: never; channels from a `ChannelBuilder` default to
     /// `shm::DEFAULT_SHM_THRESHOLD`).
     pub(crate) shm_threshold: Option<usize>,
+    /// `SO_SNDBUF` / `SO_RCVBUF` for a `Channel`'s socket; 0 keeps the kernel's
+    /// default (and, over TCP, its automatic tuning): measured best for large
+    /// messages on one core, see docs/large-messages.md.
+    pub(crate) send_buffer_size: usize,
+    pub(crate) recv_buffer_size: usize,
 }
 
 impl Options {
@@ -59,6 +64,8 @@ impl Options {
             ipc_mode: 0o600,
             security: Arc::default(),
             shm_threshold: None,
+            send_buffer_size: 0,
+            recv_buffer_size: 0,
         }
     }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendFlags, Shutdown};
 
 use super::{Interest, Transport, Wait, retry_until_ready};
+use crate::error::Error;
 
 /// Which family a socket belongs to, for messages and options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,18 @@ impl SocketStream {
         let mut done = 0;
         while done < rest.len() {
             done += self.write(&[IoSlice::new(&rest[done..])], Wait::Forever)?;
+        }
+        Ok(())
+    }
+
+    /// Sets `SO_SNDBUF` and `SO_RCVBUF`; 0 leaves one at the kernel's default.
+    pub(crate) fn set_buffer_sizes(&self, send: usize, recv: usize) -> Result<(), Error> {
+        let fail = |e: rustix::io::Errno| Error::io("cannot set a socket buffer size", e.into());
+        if send > 0 {
+            rustix::net::sockopt::set_socket_send_buffer_size(&self.fd, send).map_err(fail)?;
+        }
+        if recv > 0 {
+            rustix::net::sockopt::set_socket_recv_buffer_size(&self.fd, recv).map_err(fail)?;
         }
         Ok(())
     }
@@ -211,5 +224,29 @@ impl Transport for SocketStream {
             Ok(()) | Err(rustix::io::Errno::NOTCONN) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use rustix::net::sockopt;
+
+    use super::*;
+
+    /// The kernel takes the sizes asked for (doubled, for its bookkeeping), and
+    /// 0 leaves a buffer as the kernel made it.
+    #[test]
+    fn buffer_sizes_reach_the_socket_and_zero_keeps_the_default() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let s = SocketStream::new(a.into(), Family::Unix);
+        let default_recv = sockopt::socket_recv_buffer_size(&s.fd).unwrap();
+        s.set_buffer_sizes(96 << 10, 0).unwrap();
+        assert!(sockopt::socket_send_buffer_size(&s.fd).unwrap() >= 96 << 10);
+        assert_eq!(
+            sockopt::socket_recv_buffer_size(&s.fd).unwrap(),
+            default_recv
+        );
     }
 }

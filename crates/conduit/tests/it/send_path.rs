@@ -123,3 +123,31 @@ fn concurrent_senders_each_keep_their_order() {
         );
     }
 }
+
+/// Channels whose socket buffers are set smaller and larger than a message
+/// still move large messages whole and in order.
+#[test]
+fn large_messages_cross_any_socket_buffer_size() {
+    let big = Bytes::from(vec![0xC3; 1 << 20]);
+    for t in ["ipc", "tcp"] {
+        for size in [64 << 10, 2 << 20] {
+            let builder = ChannelBuilder::new()
+                .send_buffer_size(size)
+                .recv_buffer_size(size);
+            let (tx, rx) = link(t, &builder);
+            let payload = big.clone();
+            let sender = thread::spawn(move || {
+                for _ in 0..8 {
+                    tx.send(Message::from(payload.clone())).unwrap();
+                }
+            });
+            for i in 0..8 {
+                let m = rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("over {t}, buffers {size}: message {i}: {e}"));
+                assert_eq!(m.concat(), big, "over {t}, buffers {size}: message {i}");
+            }
+            sender.join().unwrap();
+        }
+    }
+}
