@@ -6,10 +6,10 @@
 //! (or handing each message to the I/O thread) adds a wake-up to every reply.
 //! So each send picks, under the queue's lock:
 //!
-//! - **now**: the queue was empty and the caller is not streaming (it received
-//!   something since its last send, or its last send was more than
-//!   [`BURST_WINDOW`] ago): the caller writes the message itself, without
-//!   blocking;
+//! - **now**: the queue was empty and the socket is not streaming (its thread
+//!   received something since its last send, or its last send was more than
+//!   [`BURST_WINDOW`] ago; see [`Pace`]): the caller writes the message
+//!   itself, without blocking;
 //! - **batched**: the caller is streaming: the message is appended. The caller
 //!   writes the queue itself once it holds [`BATCH_MSGS`] messages or
 //!   [`BATCH_BYTES`]; the tail of a burst is written by the I/O thread once
@@ -57,6 +57,37 @@ pub(crate) const TAIL_WAIT_MAX: Duration = Duration::from_micros(160);
 /// Slices per `writev`.
 const MAX_IOV: usize = 64;
 
+/// Whether a socket's sends come as a stream: judged per socket, not per
+/// peer, so that a PUB fanning out to a thousand subscribers (each of which
+/// sees one message per thousand sends) batches too.
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    /// The sending thread's received-message count at the previous send.
+    seen_received: u64,
+    /// When the previous send ended: measured from its end, not its start, so
+    /// that a send that takes long itself (a fan-out to many peers) does not
+    /// hide that the next one follows at once.
+    last_end: Option<Instant>,
+}
+
+impl Pace {
+    /// Called at the start of a send: true if the caller is streaming (this
+    /// send follows the previous one within [`BURST_WINDOW`] with nothing
+    /// received in between), so it should be batched rather than written at
+    /// once.
+    pub(crate) fn streaming(&mut self) -> bool {
+        let received = crate::reader::received_here();
+        let answering = received != self.seen_received;
+        self.seen_received = received;
+        !answering && self.last_end.is_some_and(|t| t.elapsed() < BURST_WINDOW)
+    }
+
+    /// Called at the end of a send.
+    pub(crate) fn sent(&mut self) {
+        self.last_end = Some(Instant::now());
+    }
+}
+
 /// Which connection of which I/O thread a queue belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConnId {
@@ -87,9 +118,6 @@ pub(crate) struct OutState {
     blocked: bool,
     /// A sender found the queue full: wake senders when it drains.
     was_full: bool,
-    /// The sending thread's received-message count at its previous send.
-    seen_received: u64,
-    last_send: Option<Instant>,
     sent_any: bool,
     broken: Option<Error>,
 }
@@ -146,8 +174,6 @@ impl PeerOut {
                 io_pending: false,
                 blocked: false,
                 was_full: false,
-                seen_received: crate::reader::received_here(),
-                last_send: None,
                 sent_any: false,
                 broken: None,
             }),
@@ -163,10 +189,9 @@ impl PeerOut {
     }
 
     /// Queues `msg` without waiting, writing it (or the batch it completes) at
-    /// once when that is the faster path. `answer` says the caller's socket
-    /// just handed it a message (request-reply), so this send should not wait
-    /// to be batched.
-    pub(crate) fn offer(&self, msg: Message) -> Result<(), Refused> {
+    /// once when that is the faster path. `streaming` is the socket's [`Pace`]
+    /// for this send.
+    pub(crate) fn offer(&self, msg: Message, streaming: bool) -> Result<(), Refused> {
         let mut st = self.lock();
         if st.broken.is_some() {
             return Err(Refused::Broken(msg));
@@ -175,33 +200,19 @@ impl PeerOut {
             st.was_full = true;
             return Err(Refused::Full(msg));
         }
-        let received = crate::reader::received_here();
-        let answering = received != st.seen_received;
-        st.seen_received = received;
         st.sent_any = true;
         let idle = st.buf.is_empty();
         st.push_message(&msg);
         st.msgs += 1;
-        if idle {
-            // The only case that needs the clock: a queue that is not empty
-            // means the sender is ahead of the kernel, i.e. streaming.
-            let now = Instant::now();
-            let streaming = !answering
-                && st
-                    .last_send
-                    .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
-            st.last_send = Some(now);
-            if !streaming || msg.size() >= DIRECT_SIZE {
-                self.write_now(&mut st);
-                return Ok(());
-            }
+        if idle && (!streaming || msg.size() >= DIRECT_SIZE) {
+            self.write_now(&mut st);
+            return Ok(());
         }
         st.appended += 1;
         if st.blocked {
             // The I/O side writes once the kernel has room.
         } else if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
             self.write_now(&mut st);
-            st.last_send = Some(Instant::now());
         } else if !st.io_pending {
             st.io_pending = true;
             self.io.submit(Task::TailFlush(self.conn));

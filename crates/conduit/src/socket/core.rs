@@ -20,7 +20,7 @@ use conduit_proto::{Command, Message, PeerInfo, SocketType, SubscriptionMessage,
 
 use super::events::SocketEvent;
 use super::options::SocketOptions;
-use crate::engine::out::{PeerOut, Unbounded};
+use crate::engine::out::{Pace, PeerOut, Unbounded};
 use crate::engine::{Doorbell, Reactor, Task};
 use crate::error::Error;
 use crate::transport::Wait;
@@ -109,6 +109,8 @@ pub(crate) struct State {
     ready_signalled: bool,
     /// Pollers waiting for this socket to accept a send.
     pub(crate) send_watchers: usize,
+    /// Whether the application's sends come as a stream (batch them).
+    pub(crate) pace: Pace,
     /// Bumped by every change an application thread may wait for.
     pub(crate) changes: u64,
 }

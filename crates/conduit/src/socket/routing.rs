@@ -28,8 +28,8 @@ fn gave_up(message: Message, gave: Gave) -> SendFail {
 /// Tries to queue `msg` on `peer` without waiting; gives it back if the peer is
 /// at its high-water mark or its connection broke (its I/O thread then takes
 /// it out of service).
-fn offer(peer: &Peer, msg: Message) -> Result<(), Message> {
-    match peer.out.offer(msg) {
+fn offer(peer: &Peer, msg: Message, streaming: bool) -> Result<(), Message> {
+    match peer.out.offer(msg, streaming) {
         Ok(()) => Ok(()),
         Err(Refused::Full(m) | Refused::Broken(m)) => Err(m),
     }
@@ -39,27 +39,35 @@ pub(crate) fn send(core: &Core, msg: Message, wait: Wait) -> Result<(), SendFail
     if msg.is_empty() {
         return Err(broken(msg, Error::EmptyMessage));
     }
-    let st = core.lock();
+    let mut st = core.lock();
     if st.closing {
         return Err(broken(msg, Error::SocketClosed));
     }
-    match core.kind {
+    let streaming = st.pace.streaming();
+    let result = match core.kind {
         SocketType::Push | SocketType::Dealer | SocketType::Pair => {
-            load_balance(core, st, msg, wait).map(drop)
+            load_balance(core, st, msg, wait, streaming).map(drop)
         }
-        SocketType::Req => send_request(core, st, msg, wait),
-        SocketType::Rep => send_reply(st, msg),
-        SocketType::Router => send_routed(core, st, msg, wait),
+        SocketType::Req => send_request(core, st, msg, wait, streaming),
+        SocketType::Rep => send_reply(st, msg, streaming),
+        SocketType::Router => send_routed(core, st, msg, wait, streaming),
         SocketType::Pub | SocketType::XPub => {
-            distribute(&st, &msg, true);
+            distribute(&st, &msg, true, streaming);
+            drop(st);
             Ok(())
         }
-        SocketType::XSub => send_upstream(core, st, msg),
-        SocketType::Pull | SocketType::Sub => Err(broken(
-            msg,
-            Error::Unsupported(format!("a {} socket cannot send", core.kind)),
-        )),
-    }
+        SocketType::XSub => send_upstream(core, st, msg, streaming),
+        SocketType::Pull | SocketType::Sub => {
+            drop(st);
+            Err(broken(
+                msg,
+                Error::Unsupported(format!("a {} socket cannot send", core.kind)),
+            ))
+        }
+    };
+    // Every arm has let go of the state lock by now.
+    core.lock().pace.sent();
+    result
 }
 
 /// Round-robin over the peers, skipping those at their high-water mark; waits
@@ -69,6 +77,7 @@ fn load_balance<'a>(
     mut st: MutexGuard<'a, State>,
     mut msg: Message,
     wait: Wait,
+    streaming: bool,
 ) -> Result<(MutexGuard<'a, State>, u64), SendFail> {
     loop {
         let n = st.peers.len();
@@ -80,7 +89,7 @@ fn load_balance<'a>(
             // Borrowed, not cloned: two atomic operations fewer per message, and
             // the lock keeps the slot in place meanwhile.
             let peer = &st.peers[i].peer;
-            match offer(peer, msg) {
+            match offer(peer, msg, streaming) {
                 Ok(()) => {
                     let id = peer.id;
                     st.send_cursor = (i + 1) % n;
@@ -97,11 +106,11 @@ fn load_balance<'a>(
 
 /// To every peer (PUB: every peer subscribed to the message), dropping it for
 /// peers at their high-water mark: a slow subscriber never holds up the others.
-fn distribute(st: &State, msg: &Message, filter: bool) {
+fn distribute(st: &State, msg: &Message, filter: bool, streaming: bool) {
     let topic = msg.first().map_or(&[][..], |f| &f[..]);
     for slot in Core::live_peers(st) {
         if !filter || slot.subscriptions.matches(topic) {
-            let _ = offer(&slot.peer, msg.clone());
+            let _ = offer(&slot.peer, msg.clone(), streaming);
         }
     }
 }
@@ -111,6 +120,7 @@ fn send_request<'a>(
     mut st: MutexGuard<'a, State>,
     msg: Message,
     wait: Wait,
+    streaming: bool,
 ) -> Result<(), SendFail> {
     if st.req.expecting.is_some() && !core.options.req_relaxed {
         return Err(broken(
@@ -130,16 +140,26 @@ fn send_request<'a>(
     core.unblock_all(&mut st);
     st.sweep();
     let body = msg.clone();
-    let (mut st, peer) =
-        load_balance(core, st, envelope::request(msg, request_id), wait).map_err(|f| match f {
-            SendFail::WouldBlock(_) => SendFail::WouldBlock(body.clone()),
-            SendFail::Broken(e) => broken(body.clone(), e.error),
-        })?;
+    let (mut st, peer) = load_balance(
+        core,
+        st,
+        envelope::request(msg, request_id),
+        wait,
+        streaming,
+    )
+    .map_err(|f| match f {
+        SendFail::WouldBlock(_) => SendFail::WouldBlock(body.clone()),
+        SendFail::Broken(e) => broken(body.clone(), e.error),
+    })?;
     st.req.expecting = Some((peer, request_id));
     Ok(())
 }
 
-fn send_reply(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
+fn send_reply(
+    mut st: MutexGuard<'_, State>,
+    msg: Message,
+    streaming: bool,
+) -> Result<(), SendFail> {
     let Some((peer_id, env)) = st.rep.take() else {
         return Err(broken(
             msg,
@@ -148,7 +168,7 @@ fn send_reply(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFai
     };
     // A requester that left gets no reply; like libzmq, that is not an error.
     if let Some(i) = st.slot(peer_id).filter(|&i| !st.peers[i].gone) {
-        let _ = offer(&st.peers[i].peer, envelope::wrap(&env, msg));
+        let _ = offer(&st.peers[i].peer, envelope::wrap(&env, msg), streaming);
     }
     Ok(())
 }
@@ -158,6 +178,7 @@ fn send_routed<'a>(
     mut st: MutexGuard<'a, State>,
     mut msg: Message,
     wait: Wait,
+    streaming: bool,
 ) -> Result<(), SendFail> {
     if msg.len() < 2 {
         return Err(broken(
@@ -183,7 +204,7 @@ fn send_routed<'a>(
             }
             return Ok(()); // unroutable: dropped, as libzmq does by default
         };
-        match offer(&peer, msg) {
+        match offer(&peer, msg, streaming) {
             Ok(()) => return Ok(()),
             Err(m) if mandatory => msg = m,
             Err(_) => return Ok(()), // at its high-water mark: dropped
@@ -198,7 +219,12 @@ fn send_routed<'a>(
 
 /// XSUB: subscription messages update our subscriptions and go to every
 /// publisher; anything else goes to every publisher as it is.
-fn send_upstream(core: &Core, mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
+fn send_upstream(
+    core: &Core,
+    mut st: MutexGuard<'_, State>,
+    msg: Message,
+    streaming: bool,
+) -> Result<(), SendFail> {
     let sub = match msg.frames() {
         [frame] => SubscriptionMessage::parse(frame),
         _ => None,
@@ -207,7 +233,7 @@ fn send_upstream(core: &Core, mut st: MutexGuard<'_, State>, msg: Message) -> Re
         Some(sub) => {
             change_subscription(core, &mut st, sub);
         }
-        None => distribute(&st, &msg, false),
+        None => distribute(&st, &msg, false, streaming),
     }
     Ok(())
 }
