@@ -6,10 +6,10 @@
 //! (or handing each message to the I/O thread) adds a wake-up to every reply.
 //! So each send picks, under the queue's lock:
 //!
-//! - **now**: the queue was empty and the socket is not streaming (its thread
-//!   received something since its last send, or its last send was more than
-//!   [`BURST_WINDOW`] ago; see [`Pace`]): the caller writes the message
-//!   itself, without blocking;
+//! - **now**: the queue was empty and the thread is not streaming (it
+//!   received something since its last send, or its last direct write was
+//!   more than [`BURST_WINDOW`] ago; see `pace`): the caller writes the
+//!   message itself, without blocking;
 //! - **batched**: the caller is streaming: the message is appended. The caller
 //!   writes the queue itself once it holds [`BATCH_MSGS`] messages or
 //!   [`BATCH_BYTES`]; the tail of a burst is written by the I/O thread once
@@ -25,7 +25,7 @@
 
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conduit_proto::{Command, Message, Sealer, SendBuffer};
 
@@ -57,36 +57,95 @@ pub(crate) const TAIL_WAIT_MAX: Duration = Duration::from_micros(160);
 /// Slices per `writev`.
 const MAX_IOV: usize = 64;
 
-/// Whether a socket's sends come as a stream: judged per socket, not per
-/// peer, so that a PUB fanning out to a thousand subscribers (each of which
-/// sees one message per thousand sends) batches too.
-#[derive(Debug, Default)]
-pub(crate) struct Pace {
-    /// The sending thread's received-message count at the previous send.
-    seen_received: u64,
-    /// When the previous send ended: measured from its end, not its start, so
-    /// that a send that takes long itself (a fan-out to many peers) does not
-    /// hide that the next one follows at once.
-    last_end: Option<Instant>,
-}
+/// Whether the calling thread's sends come as a stream, so that they are
+/// batched rather than written one by one. Judged per thread, not per peer, so
+/// that a PUB fanning out to a thousand subscribers (each of which sees one
+/// message per thousand sends) batches too; and read without the clock while
+/// a stream runs, since a clock read per message costs a fifth of a small
+/// message's budget here.
+mod pace {
+    use std::cell::Cell;
+    use std::time::Instant;
 
-impl Pace {
-    /// Called at the start of a send: true if the caller is streaming (this
-    /// send follows the previous one within [`BURST_WINDOW`] with nothing
-    /// received in between), so it should be batched rather than written at
-    /// once.
-    pub(crate) fn streaming(&mut self) -> bool {
-        let received = crate::reader::received_here();
-        let answering = received != self.seen_received;
-        self.seen_received = received;
-        !answering && self.last_end.is_some_and(|t| t.elapsed() < BURST_WINDOW)
+    use super::BURST_WINDOW;
+
+    #[derive(Clone, Copy)]
+    struct Pace {
+        /// The thread's received-message count when it last decided.
+        seen_received: u64,
+        /// When the thread last wrote a message directly.
+        last_direct: Option<Instant>,
+        /// It wrote a whole batch itself: it is streaming.
+        batch_written: bool,
+        /// The send the cached decision is for, and the decision.
+        send: u64,
+        decided: Option<bool>,
     }
 
-    /// Called at the end of a send.
-    pub(crate) fn sent(&mut self) {
-        self.last_end = Some(Instant::now());
+    thread_local! {
+        static PACE: Cell<Pace> = const {
+            Cell::new(Pace {
+                seen_received: 0,
+                last_direct: None,
+                batch_written: false,
+                send: 0,
+                decided: None,
+            })
+        };
+    }
+
+    /// A new send begins (one decision serves all the peers it goes to).
+    pub(crate) fn begin_send() {
+        PACE.with(|p| {
+            let mut pace = p.get();
+            pace.send = pace.send.wrapping_add(1);
+            pace.decided = None;
+            p.set(pace);
+        });
+    }
+
+    /// Whether this send is part of a stream: it follows a whole batch the
+    /// thread wrote, or a direct write less than [`BURST_WINDOW`] ago, with
+    /// nothing received in between. Asked only when a peer's queue is empty.
+    pub(crate) fn streaming() -> bool {
+        PACE.with(|p| {
+            let mut pace = p.get();
+            if let Some(d) = pace.decided {
+                return d;
+            }
+            let received = crate::reader::received_here();
+            let answering = received != pace.seen_received;
+            pace.seen_received = received;
+            let d = !answering
+                && (std::mem::take(&mut pace.batch_written)
+                    || pace.last_direct.is_some_and(|t| t.elapsed() < BURST_WINDOW));
+            pace.decided = Some(d);
+            p.set(pace);
+            d
+        })
+    }
+
+    /// The thread wrote a message directly (the clock is read next to a
+    /// system call, where it costs little in comparison).
+    pub(crate) fn wrote_direct() {
+        PACE.with(|p| {
+            let mut pace = p.get();
+            pace.last_direct = Some(Instant::now());
+            p.set(pace);
+        });
+    }
+
+    /// The thread wrote a whole batch itself.
+    pub(crate) fn wrote_batch() {
+        PACE.with(|p| {
+            let mut pace = p.get();
+            pace.batch_written = true;
+            p.set(pace);
+        });
     }
 }
+
+pub(crate) use pace::begin_send;
 
 /// Which connection of which I/O thread a queue belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,9 +248,8 @@ impl PeerOut {
     }
 
     /// Queues `msg` without waiting, writing it (or the batch it completes) at
-    /// once when that is the faster path. `streaming` is the socket's [`Pace`]
-    /// for this send.
-    pub(crate) fn offer(&self, msg: Message, streaming: bool) -> Result<(), Refused> {
+    /// once when that is the faster path (see the module documentation).
+    pub(crate) fn offer(&self, msg: Message) -> Result<(), Refused> {
         let mut st = self.lock();
         if st.broken.is_some() {
             return Err(Refused::Broken(msg));
@@ -204,8 +262,9 @@ impl PeerOut {
         let idle = st.buf.is_empty();
         st.push_message(&msg);
         st.msgs += 1;
-        if idle && (!streaming || msg.size() >= DIRECT_SIZE) {
+        if idle && (msg.size() >= DIRECT_SIZE || !pace::streaming()) {
             self.write_now(&mut st);
+            pace::wrote_direct();
             return Ok(());
         }
         st.appended += 1;
@@ -213,6 +272,7 @@ impl PeerOut {
             // The I/O side writes once the kernel has room.
         } else if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
             self.write_now(&mut st);
+            pace::wrote_batch();
         } else if !st.io_pending {
             st.io_pending = true;
             self.io.submit(Task::TailFlush(self.conn));

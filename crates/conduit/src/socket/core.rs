@@ -10,6 +10,7 @@
 //! peer's send queue (`engine::out`), then the I/O thread's inbox.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -20,7 +21,7 @@ use conduit_proto::{Command, Message, PeerInfo, SocketType, SubscriptionMessage,
 
 use super::events::SocketEvent;
 use super::options::SocketOptions;
-use crate::engine::out::{Pace, PeerOut, Unbounded};
+use crate::engine::out::{PeerOut, Unbounded};
 use crate::engine::{Doorbell, Reactor, Task};
 use crate::error::Error;
 use crate::transport::Wait;
@@ -74,8 +75,9 @@ pub(crate) struct Closing {
 #[derive(Debug, Default)]
 pub(crate) struct State {
     pub(crate) peers: Vec<Slot>,
-    /// Peer id to its position in `peers`.
-    index: HashMap<u64, usize>,
+    /// Peer id to its position in `peers` (looked up per message: ids are
+    /// our own counter, so no need for SipHash's defence against chosen keys).
+    index: HashMap<u64, usize, BuildHasherDefault<PeerIdHasher>>,
     /// Peers with messages queued, in the order they are read from: fair
     /// queueing without a look at every peer per message.
     ready: VecDeque<u64>,
@@ -109,8 +111,6 @@ pub(crate) struct State {
     ready_signalled: bool,
     /// Pollers waiting for this socket to accept a send.
     pub(crate) send_watchers: usize,
-    /// Whether the application's sends come as a stream (batch them).
-    pub(crate) pace: Pace,
     /// Bumped by every change an application thread may wait for.
     pub(crate) changes: u64,
 }
@@ -154,6 +154,27 @@ impl State {
     /// Whether anything is queued for the application.
     pub(crate) fn has_queued(&self) -> bool {
         self.queued > 0
+    }
+}
+
+/// Hashes a peer id (a counter) by multiplying it by a large odd constant:
+/// fast, and spreads consecutive ids over the table.
+#[derive(Debug, Default)]
+pub(crate) struct PeerIdHasher(u64);
+
+impl std::hash::Hasher for PeerIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

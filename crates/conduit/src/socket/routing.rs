@@ -28,8 +28,8 @@ fn gave_up(message: Message, gave: Gave) -> SendFail {
 /// Tries to queue `msg` on `peer` without waiting; gives it back if the peer is
 /// at its high-water mark or its connection broke (its I/O thread then takes
 /// it out of service).
-fn offer(peer: &Peer, msg: Message, streaming: bool) -> Result<(), Message> {
-    match peer.out.offer(msg, streaming) {
+fn offer(peer: &Peer, msg: Message) -> Result<(), Message> {
+    match peer.out.offer(msg) {
         Ok(()) => Ok(()),
         Err(Refused::Full(m) | Refused::Broken(m)) => Err(m),
     }
@@ -39,35 +39,28 @@ pub(crate) fn send(core: &Core, msg: Message, wait: Wait) -> Result<(), SendFail
     if msg.is_empty() {
         return Err(broken(msg, Error::EmptyMessage));
     }
-    let mut st = core.lock();
+    let st = core.lock();
     if st.closing {
         return Err(broken(msg, Error::SocketClosed));
     }
-    let streaming = st.pace.streaming();
-    let result = match core.kind {
+    crate::engine::out::begin_send();
+    match core.kind {
         SocketType::Push | SocketType::Dealer | SocketType::Pair => {
-            load_balance(core, st, msg, wait, streaming).map(drop)
+            load_balance(core, st, msg, wait).map(drop)
         }
-        SocketType::Req => send_request(core, st, msg, wait, streaming),
-        SocketType::Rep => send_reply(st, msg, streaming),
-        SocketType::Router => send_routed(core, st, msg, wait, streaming),
+        SocketType::Req => send_request(core, st, msg, wait),
+        SocketType::Rep => send_reply(st, msg),
+        SocketType::Router => send_routed(core, st, msg, wait),
         SocketType::Pub | SocketType::XPub => {
-            distribute(&st, &msg, true, streaming);
-            drop(st);
+            distribute(&st, &msg, true);
             Ok(())
         }
-        SocketType::XSub => send_upstream(core, st, msg, streaming),
-        SocketType::Pull | SocketType::Sub => {
-            drop(st);
-            Err(broken(
-                msg,
-                Error::Unsupported(format!("a {} socket cannot send", core.kind)),
-            ))
-        }
-    };
-    // Every arm has let go of the state lock by now.
-    core.lock().pace.sent();
-    result
+        SocketType::XSub => send_upstream(core, st, msg),
+        SocketType::Pull | SocketType::Sub => Err(broken(
+            msg,
+            Error::Unsupported(format!("a {} socket cannot send", core.kind)),
+        )),
+    }
 }
 
 /// Round-robin over the peers, skipping those at their high-water mark; waits
@@ -77,7 +70,6 @@ fn load_balance<'a>(
     mut st: MutexGuard<'a, State>,
     mut msg: Message,
     wait: Wait,
-    streaming: bool,
 ) -> Result<(MutexGuard<'a, State>, u64), SendFail> {
     loop {
         let n = st.peers.len();
@@ -89,7 +81,7 @@ fn load_balance<'a>(
             // Borrowed, not cloned: two atomic operations fewer per message, and
             // the lock keeps the slot in place meanwhile.
             let peer = &st.peers[i].peer;
-            match offer(peer, msg, streaming) {
+            match offer(peer, msg) {
                 Ok(()) => {
                     let id = peer.id;
                     st.send_cursor = (i + 1) % n;
@@ -106,11 +98,11 @@ fn load_balance<'a>(
 
 /// To every peer (PUB: every peer subscribed to the message), dropping it for
 /// peers at their high-water mark: a slow subscriber never holds up the others.
-fn distribute(st: &State, msg: &Message, filter: bool, streaming: bool) {
+fn distribute(st: &State, msg: &Message, filter: bool) {
     let topic = msg.first().map_or(&[][..], |f| &f[..]);
     for slot in Core::live_peers(st) {
         if !filter || slot.subscriptions.matches(topic) {
-            let _ = offer(&slot.peer, msg.clone(), streaming);
+            let _ = offer(&slot.peer, msg.clone());
         }
     }
 }
@@ -120,7 +112,6 @@ fn send_request<'a>(
     mut st: MutexGuard<'a, State>,
     msg: Message,
     wait: Wait,
-    streaming: bool,
 ) -> Result<(), SendFail> {
     if st.req.expecting.is_some() && !core.options.req_relaxed {
         return Err(broken(
@@ -140,26 +131,16 @@ fn send_request<'a>(
     core.unblock_all(&mut st);
     st.sweep();
     let body = msg.clone();
-    let (mut st, peer) = load_balance(
-        core,
-        st,
-        envelope::request(msg, request_id),
-        wait,
-        streaming,
-    )
-    .map_err(|f| match f {
-        SendFail::WouldBlock(_) => SendFail::WouldBlock(body.clone()),
-        SendFail::Broken(e) => broken(body.clone(), e.error),
-    })?;
+    let (mut st, peer) =
+        load_balance(core, st, envelope::request(msg, request_id), wait).map_err(|f| match f {
+            SendFail::WouldBlock(_) => SendFail::WouldBlock(body.clone()),
+            SendFail::Broken(e) => broken(body.clone(), e.error),
+        })?;
     st.req.expecting = Some((peer, request_id));
     Ok(())
 }
 
-fn send_reply(
-    mut st: MutexGuard<'_, State>,
-    msg: Message,
-    streaming: bool,
-) -> Result<(), SendFail> {
+fn send_reply(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
     let Some((peer_id, env)) = st.rep.take() else {
         return Err(broken(
             msg,
@@ -168,7 +149,7 @@ fn send_reply(
     };
     // A requester that left gets no reply; like libzmq, that is not an error.
     if let Some(i) = st.slot(peer_id).filter(|&i| !st.peers[i].gone) {
-        let _ = offer(&st.peers[i].peer, envelope::wrap(&env, msg), streaming);
+        let _ = offer(&st.peers[i].peer, envelope::wrap(&env, msg));
     }
     Ok(())
 }
@@ -178,7 +159,6 @@ fn send_routed<'a>(
     mut st: MutexGuard<'a, State>,
     mut msg: Message,
     wait: Wait,
-    streaming: bool,
 ) -> Result<(), SendFail> {
     if msg.len() < 2 {
         return Err(broken(
@@ -204,7 +184,7 @@ fn send_routed<'a>(
             }
             return Ok(()); // unroutable: dropped, as libzmq does by default
         };
-        match offer(&peer, msg, streaming) {
+        match offer(&peer, msg) {
             Ok(()) => return Ok(()),
             Err(m) if mandatory => msg = m,
             Err(_) => return Ok(()), // at its high-water mark: dropped
@@ -219,12 +199,7 @@ fn send_routed<'a>(
 
 /// XSUB: subscription messages update our subscriptions and go to every
 /// publisher; anything else goes to every publisher as it is.
-fn send_upstream(
-    core: &Core,
-    mut st: MutexGuard<'_, State>,
-    msg: Message,
-    streaming: bool,
-) -> Result<(), SendFail> {
+fn send_upstream(core: &Core, mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
     let sub = match msg.frames() {
         [frame] => SubscriptionMessage::parse(frame),
         _ => None,
@@ -233,7 +208,7 @@ fn send_upstream(
         Some(sub) => {
             change_subscription(core, &mut st, sub);
         }
-        None => distribute(&st, &msg, false, streaming),
+        None => distribute(&st, &msg, false),
     }
     Ok(())
 }
