@@ -106,6 +106,8 @@
 //! [`Message`], [`SocketType`] and [`ProtocolError`] are re-exported here.
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_io;
 mod auth;
 mod channel;
 mod endpoint;
@@ -125,6 +127,8 @@ mod transport;
 mod typed;
 mod writer;
 
+#[cfg(feature = "tokio")]
+pub use async_io::{AsyncChannel, AsyncSocket, SocketSend};
 pub use auth::AuthPolicy;
 pub use channel::{Channel, ChannelBuilder, Listener, OneShotServer};
 pub use conduit_proto::{

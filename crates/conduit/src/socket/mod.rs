@@ -426,6 +426,21 @@ impl Socket {
         }
     }
 
+    /// Counts an async sender waiting (`true`) or done waiting for room,
+    /// without resetting [`send_fd`](Self::send_fd): the async adapter
+    /// (`async_io/socket.rs`) sees each signal as a new edge in tokio's epoll
+    /// set, so it never reads the descriptor, and a reset between a signal
+    /// and tokio's next look would lose that edge.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn count_send_waiter(&self, on: bool) {
+        let mut st = self.core().lock();
+        if on {
+            st.send_watchers += 1;
+        } else {
+            st.send_watchers -= 1;
+        }
+    }
+
     /// Readable after a change that may allow a send, while a poller watches.
     pub(crate) fn send_fd(&self) -> BorrowedFd<'_> {
         self.core().send_fd()
