@@ -92,6 +92,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Async
+//!
+//! With the `tokio` feature, `AsyncSocket` and `AsyncChannel` (from
+//! `Socket::into_async`, `Channel::into_async`) have `recv().await`,
+//! `send(..).await`, and for sockets `Stream` and `Sink`, on the same engine
+//! and with no thread per socket (`docs/async.md`).
+//!
 //! # Closing
 //!
 //! Closing a channel, pipe or socket (or dropping it) delivers everything sent
