@@ -144,7 +144,7 @@ pub use conduit_proto::{
     Password, PeerAddress, PeerInfo, PeerProcess, Properties, ProtocolError, Security, SocketType,
     z85,
 };
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, ToEndpoint};
 pub use engine::{io_threads, set_io_threads};
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,

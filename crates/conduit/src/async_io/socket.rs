@@ -12,7 +12,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::{need_runtime, register, wait_error};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{Error, RecvError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 use crate::socket::Socket;
 
@@ -37,7 +37,7 @@ use crate::socket::Socket;
 /// let rep = AsyncSocket::new(Socket::new(SocketType::Rep)?)?;
 /// let endpoint = rep.bind("tcp://127.0.0.1:*")?;
 /// let req = Socket::new(SocketType::Req)?.into_async()?;
-/// req.connect(&endpoint.to_string())?;
+/// req.connect(&endpoint)?;
 /// req.send("ping").await?;
 /// assert_eq!(rep.recv().await?.concat(), "ping");
 /// rep.send("pong").await?;
@@ -228,22 +228,22 @@ impl AsyncSocket {
     }
 
     /// As [`Socket::bind`]; it does not wait.
-    pub fn bind(&self, endpoint: &str) -> Result<Endpoint, Error> {
+    pub fn bind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Endpoint, Error> {
         self.shared.socket.bind(endpoint)
     }
 
     /// As [`Socket::connect`]; it does not wait.
-    pub fn connect(&self, endpoint: &str) -> Result<(), Error> {
+    pub fn connect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
         self.shared.socket.connect(endpoint)
     }
 
     /// As [`Socket::unbind`].
-    pub fn unbind(&self, endpoint: &str) -> Result<(), Error> {
+    pub fn unbind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
         self.shared.socket.unbind(endpoint)
     }
 
     /// As [`Socket::disconnect`].
-    pub fn disconnect(&self, endpoint: &str) -> Result<(), Error> {
+    pub fn disconnect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
         self.shared.socket.disconnect(endpoint)
     }
 
