@@ -56,6 +56,8 @@ pub struct AsyncSocket {
     /// The [`Stream`](futures_core::Stream)'s wait for a message, when one is
     /// under way.
     next: Option<Wait>,
+    /// The [`Stream`](futures_core::Stream)'s state for [`Shared::after_empty`].
+    retried: bool,
     /// The [`Sink`](futures_sink::Sink)'s message not yet sent, and its wait.
     sink: SinkState,
 }
@@ -100,26 +102,46 @@ struct Shared {
 }
 
 impl Shared {
-    /// Waits until the receive descriptor was signalled since it was last
-    /// cleared, and clears it unless a message is (still) queued.
-    async fn wait_readable(self: Arc<Self>) -> Result<(), Error> {
-        self.wait_readable_ref().await
+    /// After a `try_recv` found nothing: waits until the receive descriptor
+    /// was signalled since it was last cleared, and clears it unless a
+    /// message is queued. `stuck` (see [`Shared::after_empty`]) waits a
+    /// moment instead.
+    async fn wait_readable(self: Arc<Self>, stuck: bool) -> Result<(), Error> {
+        self.wait_readable_ref(stuck).await
     }
 
-    async fn wait_readable_ref(&self) -> Result<(), Error> {
-        let mut guard = self.readable.readable().await.map_err(wait_error)?;
-        if self.socket.has_message() {
-            // Queued, yet the last try_recv found none: a REQ's queue holding
-            // only another peer's messages. The descriptor stays readable
-            // with no new edge to come, so look again shortly instead.
-            drop(guard);
+    async fn wait_readable_ref(&self, stuck: bool) -> Result<(), Error> {
+        if stuck {
+            // The queue holds messages try_recv does not give (a REQ's queue
+            // with only another peer's): the descriptor stays readable with
+            // no new edge to come, so look again shortly instead.
             tokio::time::sleep(Duration::from_millis(1)).await;
-        } else {
-            // A message delivered after the look above comes with a new edge,
-            // which tokio keeps (its readiness ticks), so nothing is lost.
+            return Ok(());
+        }
+        let mut guard = self.readable.readable().await.map_err(wait_error)?;
+        // Queued now: the caller's next try_recv takes it. Otherwise clear;
+        // a message delivered after this look comes with a new edge, which
+        // tokio keeps (its readiness ticks), so nothing is lost.
+        if !self.socket.has_message() {
             guard.clear_ready();
         }
         Ok(())
+    }
+
+    /// After a `try_recv` found nothing: `None` to try again at once (a
+    /// message arrived between the two looks), else whether the wait is for
+    /// a queue that is stuck (queued, yet found nothing twice running).
+    fn after_empty(&self, retried: &mut bool) -> Option<bool> {
+        if !self.socket.has_message() {
+            *retried = false;
+            return Some(false);
+        }
+        if !*retried {
+            *retried = true;
+            return None;
+        }
+        *retried = false;
+        Some(true)
     }
 
     /// Waits for a change that may let a send through. The caller counts
@@ -207,6 +229,7 @@ impl AsyncSocket {
                 writable,
             }),
             next: None,
+            retried: false,
             sink: SinkState::default(),
         })
     }
@@ -269,11 +292,14 @@ impl AsyncSocket {
     /// it, so dropping the future (a `select!` branch that lost, a
     /// `timeout`) loses nothing: the message stays queued for the next call.
     pub async fn recv(&self) -> Result<Message, RecvError> {
+        let mut retried = false;
         loop {
             if let Some(r) = self.shared.try_recv() {
                 return r;
             }
-            self.shared.wait_readable_ref().await?;
+            if let Some(stuck) = self.shared.after_empty(&mut retried) {
+                self.shared.wait_readable_ref(stuck).await?;
+            }
         }
     }
 
@@ -465,7 +491,11 @@ impl futures_core::Stream for AsyncSocket {
                 Some(Ok(m)) => return Poll::Ready(Some(Ok(m))),
                 Some(Err(RecvError::Closed)) => return Poll::Ready(None),
                 Some(Err(RecvError::Failed(e))) => return Poll::Ready(Some(Err(e))),
-                None => this.next = Some(Box::pin(this.shared.clone().wait_readable())),
+                None => {
+                    if let Some(stuck) = this.shared.after_empty(&mut this.retried) {
+                        this.next = Some(Box::pin(this.shared.clone().wait_readable(stuck)));
+                    }
+                }
             }
         }
     }

@@ -339,17 +339,24 @@ async fn a_cancelled_send_hands_its_message_back() {
 async fn sends_at_the_high_water_mark_are_sent_or_handed_back() {
     let dir = tempfile::tempdir().unwrap();
     let (push, pull) = push_pull(&dir, 4).await;
-    // Nobody reads: the queues fill and sends start timing out.
+    within("the connection", async {
+        while push.peer_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    // Nobody reads: the kernel's buffers and both high-water marks fill (16
+    // KiB messages fill them in a few hundred) and sends start timing out.
+    let payload = vec![0u8; 16 << 10];
     let mut sent = Vec::new();
     let mut handed_back = Vec::new();
-    for i in 0..2000 {
-        match push
-            .send_timeout(i.to_string(), Duration::from_millis(2))
-            .await
-        {
+    for i in 0..5000 {
+        let m = Message::from_frames([i.to_string().into_bytes(), payload.clone()]);
+        match push.send_timeout(m, Duration::from_millis(2)).await {
             Ok(()) => sent.push(i.to_string()),
             Err(SendTimeoutError::Timeout(m)) => {
-                handed_back.push(String::from_utf8(m.concat().to_vec()).unwrap());
+                assert_eq!(m.frames()[0], i.to_string(), "another message came back");
+                handed_back.push(i);
                 if handed_back.len() == 5 {
                     break;
                 }
@@ -370,7 +377,7 @@ async fn sends_at_the_high_water_mark_are_sent_or_handed_back() {
     let mut got = Vec::new();
     loop {
         let m = within("the drain", pull.recv()).await.unwrap();
-        let text = String::from_utf8(m.concat().to_vec()).unwrap();
+        let text = String::from_utf8(m.frames()[0].to_vec()).unwrap();
         if text == "last" {
             break;
         }
@@ -528,6 +535,60 @@ async fn errors_are_the_blocking_ones() {
     );
     let e = push.send(Message::new()).await.unwrap_err();
     assert!(matches!(e.error, conduit::Error::EmptyMessage), "{e:?}");
+}
+
+/// The request a ROUTER got first, from whichever of `routers` had it, and
+/// that router's index.
+async fn first_request(routers: &[AsyncSocket]) -> (usize, Message) {
+    tokio::select! {
+        m = routers[0].recv() => (0, m.unwrap()),
+        m = routers[1].recv() => (1, m.unwrap()),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_relaxed_req_receives_its_reply_past_a_stale_one() {
+    // A stale reply from the first peer stays queued, which keeps the
+    // readiness descriptor readable while try_recv finds nothing: the
+    // receive must still see the real reply arrive from the second peer.
+    let routers = [asocket(SocketType::Router), asocket(SocketType::Router)];
+    let req = builder(SocketType::Req)
+        .req_relaxed(true)
+        .req_correlate(true)
+        .build()
+        .unwrap()
+        .into_async()
+        .unwrap();
+    for r in &routers {
+        req.connect(&r.bind("tcp://127.0.0.1:*").unwrap()).unwrap();
+    }
+    within("both peers", async {
+        while req.peer_count() < 2 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    let answer = |m: Message, text: &str| {
+        let mut frames = m.into_frames();
+        *frames.last_mut().unwrap() = text.to_owned().into();
+        Message::from_frames(frames)
+    };
+    req.send("first").await.unwrap();
+    let (a, first) = within("first request", first_request(&routers)).await;
+    req.send("second").await.unwrap();
+    let (b, second) = within("second request", first_request(&routers)).await;
+    assert_ne!(a, b, "round-robin sent both requests to one peer");
+    routers[a].send(answer(first, "stale")).await.unwrap();
+    let pending = req.recv();
+    tokio::pin!(pending);
+    // The stale reply arrives and is held back while the receive waits.
+    let early = tokio::time::timeout(Duration::from_millis(50), &mut pending).await;
+    assert!(early.is_err(), "the stale reply was received: {early:?}");
+    routers[b].send(answer(second, "fresh")).await.unwrap();
+    assert_eq!(
+        within("the reply", pending).await.unwrap().concat(),
+        "fresh"
+    );
 }
 
 #[test]
