@@ -6,12 +6,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use conduit::{
-    AsyncChannel, AsyncSocket, Channel, Message, RecvError, SendTimeoutError, Socket, SocketType,
+    AsyncChannel, AsyncSocket, Channel, Listener, Message, RecvError, SendTimeoutError, Socket,
+    SocketType,
 };
 use futures_util::{SinkExt, StreamExt};
 
 use crate::guide_examples::example_with;
 use crate::pyzmq::{Peer, bind_endpoint};
+use crate::raw_peer::{opening, read_opening};
 use crate::sockets::{endpoint, frames};
 
 /// Fails the test instead of hanging it.
@@ -266,7 +268,9 @@ async fn dropped_recv_futures_lose_no_message() {
         for i in 0..N {
             push.send(i.to_string()).await.unwrap();
             if i % 7 == 0 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                // Longer than the receiver's timer (tokio's timers tick in
+                // milliseconds): receives are cancelled in every pause.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
     };
@@ -637,6 +641,78 @@ async fn async_channels_carry_whole_messages_both_ways() {
         within("end", b.recv()).await,
         Err(RecvError::Closed)
     ));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_channel_receive_cancelled_mid_message_loses_nothing() {
+    use std::io::Write;
+    // A raw peer writes half a frame, and the rest only after the receive
+    // waiting for it has been dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raw.sock");
+    let listener = Listener::bind(&format!("ipc://{}", path.display())).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let peer = std::thread::spawn(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+        s.write_all(&opening("PAIR")).unwrap();
+        read_opening(&mut s);
+        for bytes in rx {
+            s.write_all(&bytes).unwrap();
+        }
+    });
+    let channel = within(
+        "accept",
+        tokio::task::spawn_blocking(move || listener.accept()),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .into_async()
+    .unwrap();
+    // ZMTP 3.1 short frame, last: flags 0, length 5, then "hel" of "hello".
+    tx.send(vec![0x00, 5, b'h', b'e', b'l']).unwrap();
+    let r = tokio::time::timeout(Duration::from_millis(50), channel.recv()).await;
+    assert!(r.is_err(), "half a message was received: {r:?}");
+    tx.send(b"lo".to_vec()).unwrap();
+    let m = within("the rest", channel.recv()).await.unwrap();
+    assert_eq!(m.frames(), [bytes::Bytes::from_static(b"hello")]);
+    drop(tx);
+    peer.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_sharing_one_socket_receive_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (push, pull) = push_pull(&dir, 1000).await;
+    let pull = std::sync::Arc::new(pull);
+    const N: usize = 400;
+    let mut takers = Vec::new();
+    for _ in 0..3 {
+        let pull = pull.clone();
+        takers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Ok(m) = pull.recv().await {
+                let n: usize = String::from_utf8_lossy(&m.concat()).parse().unwrap();
+                if n == usize::MAX {
+                    break;
+                }
+                got.push(n);
+            }
+            got
+        }));
+    }
+    for i in 0..N {
+        push.send(i.to_string()).await.unwrap();
+    }
+    for _ in 0..3 {
+        push.send(usize::MAX.to_string()).await.unwrap();
+    }
+    let mut all = Vec::new();
+    for t in takers {
+        all.extend(within("a taker", t).await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all, (0..N).collect::<Vec<_>>());
 }
 
 #[test]
