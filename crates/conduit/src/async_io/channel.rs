@@ -48,7 +48,8 @@ pub struct AsyncChannel {
 }
 
 impl AsyncChannel {
-    /// Makes `channel` async. Call it inside a tokio runtime with I/O enabled.
+    /// Makes `channel` async. Call it inside a tokio runtime with I/O enabled:
+    /// outside one it fails; in a runtime built without I/O tokio panics.
     pub fn new(channel: Channel) -> Result<AsyncChannel, Error> {
         need_runtime()?;
         let (reader, writer) = channel.halves();

@@ -212,6 +212,9 @@ impl AsyncSocket {
     /// Makes `socket` async. Call it inside a tokio runtime (with I/O enabled);
     /// the socket is served by its I/O thread alone from now on, also for
     /// blocking calls on other handles to it.
+    ///
+    /// Outside a runtime it fails; in a runtime built without I/O (no
+    /// `enable_io`/`enable_all`) tokio panics.
     pub fn new(socket: Socket) -> Result<AsyncSocket, Error> {
         need_runtime()?;
         let dup = |fd: std::os::fd::BorrowedFd<'_>| {

@@ -524,6 +524,24 @@ async fn closing_another_handle_ends_a_waiting_receive_and_the_stream() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn closing_ends_a_waiting_send_and_hands_its_message_back() {
+    // No peer: the send waits until the socket is closed under it.
+    let socket = builder(SocketType::Push).build().unwrap();
+    let handle = socket.clone();
+    let push = socket.into_async().unwrap();
+    let closer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::task::spawn_blocking(move || handle.close().unwrap())
+            .await
+            .unwrap();
+    });
+    let e = within("the send", push.send("unsent")).await.unwrap_err();
+    assert!(e.is_closed(), "{e:?}");
+    assert_eq!(e.into_inner().concat(), "unsent");
+    closer.await.unwrap();
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn errors_are_the_blocking_ones() {
     let push = asocket(SocketType::Push);
     let e = push.recv().await.unwrap_err();
