@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use conduit_proto::{Command, Handshake, Message, PeerInfo, Security, SendBuffer, SocketType};
 
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
@@ -161,8 +161,8 @@ impl ChannelBuilder {
     }
 
     /// Connects to `endpoint` and completes the handshake.
-    pub fn connect(&self, endpoint: &str) -> Result<Channel, Error> {
-        let endpoint: Endpoint = endpoint.parse()?;
+    pub fn connect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
+        let endpoint = endpoint.to_endpoint()?;
         let deadline = Instant::now() + self.options.connect_timeout;
         let mut pause = Duration::from_millis(10);
         let stream = loop {
@@ -179,8 +179,8 @@ impl ChannelBuilder {
     }
 
     /// Binds `endpoint` for [`Listener::accept`].
-    pub fn listen(&self, endpoint: &str) -> Result<Listener, Error> {
-        let endpoint: Endpoint = endpoint.parse()?;
+    pub fn listen(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Listener, Error> {
+        let endpoint = endpoint.to_endpoint()?;
         Ok(Listener {
             listen: Listen::bind(
                 &endpoint,
@@ -192,7 +192,7 @@ impl ChannelBuilder {
     }
 
     /// Binds `endpoint`, accepts one peer, and stops listening.
-    pub fn bind(&self, endpoint: &str) -> Result<Channel, Error> {
+    pub fn bind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         self.listen(endpoint)?.accept()
     }
 
@@ -269,7 +269,7 @@ pub struct Listener {
 
 impl Listener {
     /// Binds `endpoint` with the default options.
-    pub fn bind(endpoint: &str) -> Result<Listener, Error> {
+    pub fn bind(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Listener, Error> {
         ChannelBuilder::new().listen(endpoint)
     }
 
@@ -366,13 +366,13 @@ impl NotReady {
 impl Channel {
     /// Connects to `endpoint` (`tcp://host:port` or `ipc://path`) with the default
     /// options, and completes the handshake.
-    pub fn connect(endpoint: &str) -> Result<Channel, Error> {
+    pub fn connect(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         ChannelBuilder::new().connect(endpoint)
     }
 
     /// Binds `endpoint`, waits for one peer, completes the handshake, and stops
     /// listening. Use a [`Listener`] to accept more than one.
-    pub fn bind(endpoint: &str) -> Result<Channel, Error> {
+    pub fn bind(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         ChannelBuilder::new().bind(endpoint)
     }
 

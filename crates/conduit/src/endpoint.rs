@@ -136,6 +136,47 @@ impl FromStr for Endpoint {
     }
 }
 
+/// What `bind` and `connect` take: an endpoint as text (`"tcp://host:port"`,
+/// `"ipc:///path"`), or an [`Endpoint`], such as the one `bind` returned.
+///
+/// ```
+/// use conduit::{Socket, SocketType};
+///
+/// let pull = Socket::new(SocketType::Pull)?;
+/// let endpoint = pull.bind("tcp://127.0.0.1:*")?;
+/// let push = Socket::new(SocketType::Push)?;
+/// push.connect(&endpoint)?; // or "tcp://127.0.0.1:5555", or a String
+/// # Ok::<(), conduit::Error>(())
+/// ```
+pub trait ToEndpoint {
+    /// The endpoint, parsed if it is text.
+    fn to_endpoint(&self) -> Result<Endpoint, Error>;
+}
+
+impl ToEndpoint for str {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        self.parse()
+    }
+}
+
+impl ToEndpoint for String {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        self.parse()
+    }
+}
+
+impl ToEndpoint for Endpoint {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        Ok(self.clone())
+    }
+}
+
+impl<T: ToEndpoint + ?Sized> ToEndpoint for &T {
+    fn to_endpoint(&self) -> Result<Endpoint, Error> {
+        (**self).to_endpoint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

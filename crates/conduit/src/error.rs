@@ -224,3 +224,101 @@ impl SendTimeoutError {
         }
     }
 }
+
+// Helpers in the shape of crossbeam-channel's: ask what happened without a
+// `match`, and take the message back under one name.
+
+impl RecvError {
+    /// Whether the channel or socket was closed (not a failure).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvError::Closed)
+    }
+}
+
+impl TryRecvError {
+    /// Whether no message was there yet.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+
+    /// Whether the channel or socket was closed (not a failure).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecvError::Closed)
+    }
+}
+
+impl RecvTimeoutError {
+    /// Whether no message came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+
+    /// Whether the channel or socket was closed (not a failure).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvTimeoutError::Closed)
+    }
+}
+
+impl SendError {
+    /// The unsent message (as [`into_message`](Self::into_message)).
+    pub fn into_inner(self) -> Message {
+        self.message
+    }
+
+    /// Whether the send failed because the socket or channel is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.error, Error::SocketClosed)
+    }
+}
+
+impl TrySendError {
+    /// Whether sending would have had to wait.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+
+    /// The unsent message (as [`into_message`](Self::into_message)).
+    pub fn into_inner(self) -> Message {
+        self.into_message()
+    }
+}
+
+impl SendTimeoutError {
+    /// Whether no room came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+
+    /// The unsent message (as [`into_message`](Self::into_message)).
+    pub fn into_inner(self) -> Message {
+        self.into_message()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers_say_what_happened_and_hand_the_message_back() {
+        assert!(RecvError::Closed.is_closed());
+        assert!(!RecvError::Failed(Error::Disconnected).is_closed());
+        assert!(TryRecvError::Empty.is_empty() && !TryRecvError::Empty.is_closed());
+        assert!(TryRecvError::Closed.is_closed());
+        assert!(RecvTimeoutError::Timeout.is_timeout());
+        assert!(!RecvTimeoutError::Closed.is_timeout() && RecvTimeoutError::Closed.is_closed());
+
+        let m = Message::from_frames(["a"]);
+        let failed = SendError {
+            message: m.clone(),
+            error: Error::SocketClosed,
+        };
+        assert!(failed.is_closed());
+        assert_eq!(failed.clone().into_inner(), m);
+        assert!(TrySendError::Full(m.clone()).is_full());
+        assert!(!TrySendError::Failed(failed.clone()).is_full());
+        assert_eq!(TrySendError::Failed(failed).into_inner(), m);
+        assert!(SendTimeoutError::Timeout(m.clone()).is_timeout());
+        assert_eq!(SendTimeoutError::Timeout(m.clone()).into_inner(), m);
+    }
+}

@@ -92,6 +92,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Async
+//!
+//! With the `tokio` feature, `AsyncSocket` and `AsyncChannel` (from
+//! `Socket::into_async`, `Channel::into_async`) have `recv().await`,
+//! `send(..).await`, and for sockets `Stream` and `Sink`, on the same engine
+//! and with no thread per socket (`docs/async.md`).
+//!
 //! # Closing
 //!
 //! Closing a channel, pipe or socket (or dropping it) delivers everything sent
@@ -106,6 +113,8 @@
 //! [`Message`], [`SocketType`] and [`ProtocolError`] are re-exported here.
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_io;
 mod auth;
 mod channel;
 mod endpoint;
@@ -125,6 +134,8 @@ mod transport;
 mod typed;
 mod writer;
 
+#[cfg(feature = "tokio")]
+pub use async_io::{AsyncChannel, AsyncSocket, SocketSend};
 pub use auth::AuthPolicy;
 pub use channel::{Channel, ChannelBuilder, Listener, OneShotServer};
 pub use conduit_proto::{
@@ -133,7 +144,7 @@ pub use conduit_proto::{
     Password, PeerAddress, PeerInfo, PeerProcess, Properties, ProtocolError, Security, SocketType,
     z85,
 };
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, ToEndpoint};
 pub use engine::{io_threads, set_io_threads};
 pub use error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,

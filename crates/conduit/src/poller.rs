@@ -235,7 +235,7 @@ fn reader_ready(reader: &Reader) -> bool {
 
 /// Whether `poll` reports `flags` (or a hang-up or error, which the next call
 /// reports) on `fd` now.
-fn fd_ready(fd: BorrowedFd<'_>, flags: PollFlags) -> bool {
+pub(crate) fn fd_ready(fd: BorrowedFd<'_>, flags: PollFlags) -> bool {
     let mut fds = [PollFd::from_borrowed_fd(fd, flags)];
     let zero = Timespec {
         tv_sec: 0,

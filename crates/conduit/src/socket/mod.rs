@@ -15,7 +15,7 @@ use conduit_proto::{HeartbeatConfig, Message, SocketType, SubscriptionLimits};
 use self::core::Core;
 pub use self::events::SocketEvent;
 use self::options::SocketOptions;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::engine::Task;
 use crate::error::{
     Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
@@ -64,7 +64,7 @@ use crate::writer::SendFail;
 /// let pull = Socket::new(SocketType::Pull)?;
 /// let endpoint = pull.bind("tcp://127.0.0.1:*")?;
 /// let push = Socket::new(SocketType::Push)?;
-/// push.connect(&endpoint.to_string())?;
+/// push.connect(&endpoint)?;
 /// push.send("work")?;
 /// assert_eq!(pull.recv()?.concat(), "work");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -264,8 +264,8 @@ impl Socket {
 
     /// Binds `endpoint` and accepts peers on it from now on. Returns the bound
     /// endpoint, with the port the OS picked for `tcp://host:*` or `:0`.
-    pub fn bind(&self, endpoint: &str) -> Result<Endpoint, Error> {
-        let endpoint: Endpoint = endpoint.parse()?;
+    pub fn bind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Endpoint, Error> {
+        let endpoint = endpoint.to_endpoint()?;
         let core = &self.inner.core;
         if core.lock().closing {
             return Err(Error::SocketClosed);
@@ -292,8 +292,8 @@ impl Socket {
 
     /// Connects to `endpoint` in the background, and reconnects whenever the
     /// connection ends. Returns at once: the peer may not be up yet.
-    pub fn connect(&self, endpoint: &str) -> Result<(), Error> {
-        let endpoint: Endpoint = endpoint.parse()?;
+    pub fn connect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
+        let endpoint = endpoint.to_endpoint()?;
         let core = &self.inner.core;
         {
             let mut st = core.lock();
@@ -312,8 +312,8 @@ impl Socket {
     /// Stops accepting on `endpoint` (as [`bind`](Self::bind) returned it) and
     /// closes the connections accepted there, after writing what is queued
     /// for them (like `zmq_unbind`). An `ipc://` socket file is removed.
-    pub fn unbind(&self, endpoint: &str) -> Result<(), Error> {
-        let endpoint = canonical(endpoint)?;
+    pub fn unbind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
+        let endpoint = endpoint.to_endpoint()?.to_string();
         let core = &self.inner.core;
         let mut st = core.lock();
         let Some(i) = st.bound.iter().position(|e| *e == endpoint) else {
@@ -331,8 +331,8 @@ impl Socket {
     /// Stops connecting to `endpoint` (as given to [`connect`](Self::connect))
     /// and closes the connection made to it, after writing what is queued for
     /// it (like `zmq_disconnect`).
-    pub fn disconnect(&self, endpoint: &str) -> Result<(), Error> {
-        let endpoint = canonical(endpoint)?;
+    pub fn disconnect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
+        let endpoint = endpoint.to_endpoint()?.to_string();
         let core = &self.inner.core;
         let mut st = core.lock();
         let Some(i) = st.connected.iter().position(|e| *e == endpoint) else {
@@ -426,6 +426,21 @@ impl Socket {
         }
     }
 
+    /// Counts an async sender waiting (`true`) or done waiting for room,
+    /// without resetting [`send_fd`](Self::send_fd): the async adapter
+    /// (`async_io/socket.rs`) sees each signal as a new edge in tokio's epoll
+    /// set, so it never reads the descriptor, and a reset between a signal
+    /// and tokio's next look would lose that edge.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn count_send_waiter(&self, on: bool) {
+        let mut st = self.core().lock();
+        if on {
+            st.send_watchers += 1;
+        } else {
+            st.send_watchers -= 1;
+        }
+    }
+
     /// Readable after a change that may allow a send, while a poller watches.
     pub(crate) fn send_fd(&self) -> BorrowedFd<'_> {
         self.core().send_fd()
@@ -451,11 +466,6 @@ impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.core().recv_fd()
     }
-}
-
-/// The endpoint text as `bind` returns it and `connect` records it.
-fn canonical(endpoint: &str) -> Result<String, Error> {
-    Ok(endpoint.parse::<Endpoint>()?.to_string())
 }
 
 /// Closes the socket: stops accepting and connecting, writes what is queued

@@ -8,6 +8,12 @@ use std::process::Command;
 /// the test binaries; a narrower run (`cargo test --test it`) does not, so then
 /// they are built here, once.
 pub fn example(name: &str) -> PathBuf {
+    example_with(name, &[])
+}
+
+/// The built example `name`, building the examples with `cargo build` and
+/// `extra` arguments (such as `--features tokio`) when it is not there.
+pub fn example_with(name: &str, extra: &[&str]) -> PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     let exe = std::env::current_exe().unwrap();
     let path = exe
@@ -21,6 +27,7 @@ pub fn example(name: &str) -> PathBuf {
         BUILT.call_once(|| {
             let status = Command::new(env!("CARGO"))
                 .args(["build", "--quiet", "--package", "conduit", "--examples"])
+                .args(extra)
                 .status()
                 .unwrap();
             assert!(status.success(), "cannot build the examples");

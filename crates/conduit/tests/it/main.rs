@@ -1,5 +1,7 @@
 //! conduit's integration tests: one binary, one module per area.
 
+#[cfg(feature = "tokio")]
+mod async_sockets;
 mod attachments;
 mod contract;
 mod engine;
