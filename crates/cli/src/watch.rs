@@ -39,7 +39,7 @@ impl Watch {
         }
     }
 
-    /// Called by the socket, from its own threads, for each event.
+    /// Called by the socket, from the thread running its I/O, for each event.
     pub fn on_event(&self, event: &SocketEvent) {
         // A peer that fails or breaks the protocol is worth knowing about even
         // without -v: otherwise the command just seems to wait.
@@ -47,6 +47,7 @@ impl Watch {
             event,
             SocketEvent::HandshakeFailed { .. }
                 | SocketEvent::Rejected { .. }
+                | SocketEvent::AcceptFailed { .. }
                 | SocketEvent::Disconnected { error: Some(_), .. }
         );
         if self.verbose || problem {

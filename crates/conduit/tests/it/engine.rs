@@ -310,3 +310,152 @@ fn the_io_thread_count_is_fixed_once_sockets_exist() {
     ));
     assert!(conduit::set_io_threads(0).is_err());
 }
+
+/// The child of the descriptor-limit test: a PULL with only a few descriptors
+/// to spare, printing what it receives and each failure to accept.
+fn fd_limited_server(ep: &str) {
+    use std::io::Write;
+    let say = |line: String| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    };
+    let pull = Socket::builder(SocketType::Pull)
+        .on_event(move |e| {
+            if let conduit::SocketEvent::AcceptFailed { .. } = e {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "ACCEPT-FAILED {e}");
+                let _ = out.flush();
+            }
+        })
+        .build()
+        .unwrap();
+    pull.bind(ep).unwrap();
+    // Room for a dozen connections more than are open now.
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(open + 12),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    say("READY".into());
+    let reader = std::thread::spawn(move || {
+        while let Ok(m) = pull.recv() {
+            say(format!("RECV {}", String::from_utf8_lossy(&m.concat())));
+        }
+    });
+    // Until the test closes our stdin.
+    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+    std::process::exit(if reader.is_finished() { 1 } else { 0 });
+}
+
+#[test]
+fn out_of_descriptors_a_listener_says_so_once_and_accepts_again_when_they_free_up() {
+    use std::io::BufRead;
+    const TEST: &str =
+        "engine::out_of_descriptors_a_listener_says_so_once_and_accepts_again_when_they_free_up";
+    if let Some(role) = crate::support::child_role(TEST) {
+        if role == "server" {
+            fd_limited_server(&std::env::var("CONDUIT_TEST_EP").unwrap());
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ep = format!("ipc://{}/limited.sock", dir.path().display());
+    let mut child = crate::support::child_command(TEST, "server")
+        .env("CONDUIT_TEST_EP", &ep)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Only our lines: the test harness in the child prints its own.
+    let next = |within: Duration| loop {
+        let line = lines.recv_timeout(within).ok()?;
+        if line.starts_with("RECV ") || line.starts_with("ACCEPT-FAILED ") {
+            return Some(line);
+        }
+        // It follows the harness's "test ... " on the same line.
+        if line.ends_with("READY") {
+            return Some("READY".to_owned());
+        }
+    };
+    assert_eq!(next(Duration::from_secs(10)).as_deref(), Some("READY"));
+
+    // Twice as many peers as the server has descriptors for.
+    const PEERS: usize = 24;
+    let peers: Vec<Socket> = (0..PEERS)
+        .map(|i| {
+            let push = socket(SocketType::Push);
+            push.connect(&ep).unwrap();
+            let p = push.clone();
+            std::thread::spawn(move || p.send(format!("p{i}")));
+            push
+        })
+        .collect();
+    // What it can take arrives; then nothing more, however long we wait.
+    let mut received = Vec::new();
+    let mut failures = Vec::new();
+    while let Some(line) = next(Duration::from_millis(1500)) {
+        match line.split_once(' ') {
+            Some(("RECV", body)) => received.push(body.to_owned()),
+            Some(("ACCEPT-FAILED", _)) => failures.push(line),
+            _ => panic!("unexpected {line:?}"),
+        }
+    }
+    assert!(
+        !received.is_empty() && received.len() < PEERS,
+        "some peers served, not all: {received:?}"
+    );
+    assert_eq!(
+        failures.len(),
+        1,
+        "said once, not per attempt: {failures:?}"
+    );
+    // No spinning meanwhile: the server used next to no CPU for a second.
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu(child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(cpu(child.id()) - before < 20, "under 0.2 s of CPU in 1 s");
+
+    // Peers served leave: their descriptors free up, and the waiting ones
+    // get in.
+    let served: Vec<usize> = received
+        .iter()
+        .map(|b| b.trim_start_matches('p').parse().unwrap())
+        .collect();
+    let mut peers: Vec<Option<Socket>> = peers.into_iter().map(Some).collect();
+    for &i in &served {
+        peers[i].take().unwrap().close().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.len() < PEERS && Instant::now() < deadline {
+        if let Some(line) = next(Duration::from_millis(200)) {
+            if let Some(body) = line.strip_prefix("RECV ") {
+                received.push(body.to_owned());
+            }
+        }
+    }
+    received.sort();
+    received.dedup();
+    assert_eq!(received.len(), PEERS, "every peer got in in the end");
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
