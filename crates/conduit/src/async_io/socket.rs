@@ -1,7 +1,7 @@
 //! [`AsyncSocket`]: a [`Socket`] whose waits are tokio futures.
 
 use std::future::Future;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -99,6 +99,12 @@ struct Shared {
     readable: AsyncFd<OwnedFd>,
     /// The socket's send readiness eventfd, duplicated likewise.
     writable: AsyncFd<OwnedFd>,
+    /// The socket's reactor (its epoll set), duplicated likewise: when it is
+    /// readable the task steps the reactor itself, as a blocking `recv`
+    /// does, so a message is read by the task that wants it rather than by
+    /// the I/O thread, which would then have to wake tokio (a thread switch
+    /// per message).
+    reactor: AsyncFd<OwnedFd>,
 }
 
 impl Shared {
@@ -118,14 +124,31 @@ impl Shared {
             tokio::time::sleep(Duration::from_millis(1)).await;
             return Ok(());
         }
-        let mut guard = self.readable.readable().await.map_err(wait_error)?;
-        // Queued now: the caller's next try_recv takes it. Otherwise clear;
-        // a message delivered after this look comes with a new edge, which
-        // tokio keeps (its readiness ticks), so nothing is lost.
-        if !self.socket.has_message() {
-            guard.clear_ready();
+        loop {
+            // Read what has arrived, on this task.
+            self.socket.step_now();
+            if self.socket.has_message() {
+                return Ok(());
+            }
+            match first_ready(&self.readable, &self.reactor).await {
+                Either::First(guard) => {
+                    let mut guard = guard.map_err(wait_error)?;
+                    // Queued now: the caller's next try_recv takes it.
+                    // Otherwise clear; a message delivered after this look
+                    // comes with a new edge, which tokio keeps (its readiness
+                    // ticks), so nothing is lost.
+                    if !self.socket.has_message() {
+                        guard.clear_ready();
+                    }
+                    return Ok(());
+                }
+                Either::Second(guard) => {
+                    // I/O to do: clear (an event after the step below makes
+                    // a new edge) and step the reactor at the top.
+                    guard.map_err(wait_error)?.clear_ready();
+                }
+            }
         }
-        Ok(())
     }
 
     /// After a `try_recv` found nothing: `None` to try again at once (a
@@ -147,10 +170,15 @@ impl Shared {
     /// Waits for a change that may let a send through. The caller counts
     /// itself as a waiter ([`Waiting`]) before its last `try_send`.
     async fn wait_writable(self: Arc<Self>) -> Result<(), Error> {
-        let mut guard = self.writable.readable().await.map_err(wait_error)?;
-        // Every signal is a write to the eventfd, so a new edge; the counter
-        // is never read here (see `Socket::count_send_waiter`).
-        guard.clear_ready();
+        // Write what the kernel now takes, on this task.
+        self.socket.step_now();
+        // Every signal of the send eventfd is a write, so a new edge; its
+        // counter is never read here (see `Socket::count_send_waiter`).
+        // Reactor readiness: room may have come once it is stepped.
+        let guard = match first_ready(&self.writable, &self.reactor).await {
+            Either::First(g) | Either::Second(g) => g,
+        };
+        guard.map_err(wait_error)?.clear_ready();
         Ok(())
     }
 
@@ -192,6 +220,36 @@ impl Shared {
     }
 }
 
+enum Either<A, B> {
+    First(A),
+    Second(B),
+}
+
+/// Waits until either descriptor is readable (the first when both are).
+/// Through `readable()`, which keeps a waker per waiting task, not
+/// `poll_read_ready`, which keeps only the last one: several tasks may share
+/// a socket.
+async fn first_ready<'a>(
+    a: &'a AsyncFd<OwnedFd>,
+    b: &'a AsyncFd<OwnedFd>,
+) -> Either<
+    std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, OwnedFd>>,
+    std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, OwnedFd>>,
+> {
+    let mut fa = std::pin::pin!(a.readable());
+    let mut fb = std::pin::pin!(b.readable());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = fa.as_mut().poll(cx) {
+            return Poll::Ready(Either::First(r));
+        }
+        if let Poll::Ready(r) = fb.as_mut().poll(cx) {
+            return Poll::Ready(Either::Second(r));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// Counts a sender as waiting for room while it lives.
 struct Waiting(Arc<Shared>);
 
@@ -209,9 +267,10 @@ impl Drop for Waiting {
 }
 
 impl AsyncSocket {
-    /// Makes `socket` async. Call it inside a tokio runtime (with I/O enabled);
-    /// the socket is served by its I/O thread alone from now on, also for
-    /// blocking calls on other handles to it.
+    /// Makes `socket` async. Call it inside a tokio runtime (with I/O enabled).
+    /// A task waiting on the socket steps its reactor itself (as a blocking
+    /// `recv` does on its thread); the socket's I/O thread takes over while no
+    /// task or thread waits on it.
     ///
     /// Outside a runtime it fails; in a runtime built without I/O (no
     /// `enable_io`/`enable_all`) tokio panics.
@@ -221,15 +280,19 @@ impl AsyncSocket {
             fd.try_clone_to_owned()
                 .map_err(|e| Error::io("cannot duplicate the readiness descriptor", e))
         };
-        let recv_fd = dup(socket.as_fd())?;
+        let (recv_fd, reactor_fd) = socket.async_fds();
+        let recv_fd = dup(recv_fd)?;
+        let reactor_fd = dup(reactor_fd)?;
         let send_fd = dup(socket.send_fd())?;
         let readable = register(recv_fd, Interest::READABLE)?;
         let writable = register(send_fd, Interest::READABLE)?;
+        let reactor = register(reactor_fd, Interest::READABLE)?;
         Ok(AsyncSocket {
             shared: Arc::new(Shared {
                 socket,
                 readable,
                 writable,
+                reactor,
             }),
             next: None,
             retried: false,

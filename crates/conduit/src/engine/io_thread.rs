@@ -83,6 +83,13 @@ impl Doorbell {
         }
     }
 
+    /// The reactor's epoll descriptor.
+    pub(crate) fn reactor_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the reactor owns the descriptor and lives as long as the
+        // socket whose doorbell this is; the borrow is tied to `self`.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.reactor_fd) }
+    }
+
     fn drive(&self) -> MutexGuard<'_, Drive> {
         self.drive.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -303,16 +303,35 @@ impl Core {
         }
     }
 
-    /// The receive readiness descriptor, kept up to date from now on.
+    /// The receive readiness descriptor, kept up to date from now on. Its
+    /// application waits on the descriptor, not in the socket, so only the
+    /// I/O thread steps the reactor from now on (`pin`).
     pub(crate) fn recv_fd(&self) -> BorrowedFd<'_> {
+        self.doorbell.pin();
+        self.recv_fd_unpinned()
+    }
+
+    /// The receive readiness descriptor for a waiter that also steps the
+    /// reactor itself when it wakes (the async adapter, which waits on the
+    /// reactor's descriptor too): no pinning.
+    pub(crate) fn recv_fd_unpinned(&self) -> BorrowedFd<'_> {
         if !self.readiness.used.swap(true, Ordering::Relaxed) {
-            // Its application waits on the descriptor, not in the socket: only
-            // the I/O thread can read for it.
-            self.doorbell.pin();
             let mut st = self.lock();
             self.update_readiness(&mut st);
         }
         self.readiness.recv.as_fd()
+    }
+
+    /// The reactor's epoll descriptor: readable when the socket has I/O to do.
+    pub(crate) fn reactor_fd(&self) -> BorrowedFd<'_> {
+        self.doorbell.reactor_fd()
+    }
+
+    /// Steps the reactor once without waiting, on this thread, if it may and
+    /// nobody else is stepping it (the async adapter's way of reading its
+    /// own messages, as a blocking `recv` does).
+    pub(crate) fn step_now(&self) {
+        self.drive(Some(std::time::Duration::ZERO));
     }
 
     /// The descriptor a poller waits on for a send to become possible.

@@ -441,6 +441,19 @@ impl Socket {
         }
     }
 
+    /// The async adapter's descriptors: receive readiness (without pinning the
+    /// socket to its I/O thread) and the reactor's own, and its way to step
+    /// the reactor (see `async_io`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn async_fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.core().recv_fd_unpinned(), self.core().reactor_fd())
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_now(&self) {
+        self.core().step_now();
+    }
+
     /// Readable after a change that may allow a send, while a poller watches.
     pub(crate) fn send_fd(&self) -> BorrowedFd<'_> {
         self.core().send_fd()
