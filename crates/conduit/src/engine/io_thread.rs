@@ -84,6 +84,7 @@ impl Doorbell {
     }
 
     /// The reactor's epoll descriptor.
+    #[cfg(feature = "tokio")]
     pub(crate) fn reactor_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         // SAFETY: the reactor owns the descriptor and lives as long as the
         // socket whose doorbell this is; the borrow is tied to `self`.

@@ -323,6 +323,7 @@ impl Core {
     }
 
     /// The reactor's epoll descriptor: readable when the socket has I/O to do.
+    #[cfg(feature = "tokio")]
     pub(crate) fn reactor_fd(&self) -> BorrowedFd<'_> {
         self.doorbell.reactor_fd()
     }
@@ -330,6 +331,7 @@ impl Core {
     /// Steps the reactor once without waiting, on this thread, if it may and
     /// nobody else is stepping it (the async adapter's way of reading its
     /// own messages, as a blocking `recv` does).
+    #[cfg(feature = "tokio")]
     pub(crate) fn step_now(&self) {
         self.drive(Some(std::time::Duration::ZERO));
     }
@@ -716,12 +718,18 @@ impl Core {
 
     /// Takes the next message fairly from the peers' queues: round the peers
     /// with messages, one message from each in turn.
+    #[cfg(test)]
     pub(crate) fn fair_pop(&self, st: &mut State) -> Option<(u64, Message)> {
-        self.fair_pop_routed(st).map(|(p, m, _)| (p, m))
+        self.fair_pop_routed(st, None).map(|(p, m, _)| (p, m))
     }
 
-    /// [`fair_pop`](Self::fair_pop), with the routing id of the peer it came from.
-    pub(crate) fn fair_pop_routed(&self, st: &mut State) -> Option<(u64, Message, Bytes)> {
+    /// [`fair_pop`](Self::fair_pop), with the routing id of the peer it came
+    /// from, and what the peer said in its handshake if `info` asks for it.
+    pub(crate) fn fair_pop_routed(
+        &self,
+        st: &mut State,
+        info: Option<&mut Option<PeerInfo>>,
+    ) -> Option<(u64, Message, Bytes)> {
         while let Some(peer_id) = st.ready.pop_front() {
             let Some(i) = st.slot(peer_id) else {
                 continue; // gone meanwhile
@@ -732,6 +740,9 @@ impl Core {
             };
             st.queued -= 1;
             let routing_id = st.peers[i].peer.routing_id.clone();
+            if let Some(info) = info {
+                *info = Some(st.peers[i].peer.info.clone());
+            }
             if st.peers[i].inbound.is_empty() {
                 st.peers[i].in_ready = false;
             } else {
@@ -756,10 +767,19 @@ impl Core {
         Some(msg)
     }
 
-    /// Takes the next message from one peer's queue.
-    pub(crate) fn pop_from(&self, st: &mut State, peer_id: u64) -> Option<Message> {
+    /// Takes the next message from one peer's queue (and what the peer said
+    /// in its handshake, if `info` asks for it).
+    pub(crate) fn pop_from(
+        &self,
+        st: &mut State,
+        peer_id: u64,
+        info: Option<&mut Option<PeerInfo>>,
+    ) -> Option<Message> {
         let i = st.slot(peer_id)?;
         let msg = st.peers[i].inbound.pop_front()?;
+        if let Some(info) = info {
+            *info = Some(st.peers[i].peer.info.clone());
+        }
         st.queued -= 1;
         self.after_pop(st, i);
         Some(msg)

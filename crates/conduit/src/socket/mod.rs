@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use conduit_proto::{HeartbeatConfig, Message, SocketType, SubscriptionLimits};
+use conduit_proto::{HeartbeatConfig, Message, PeerInfo, SocketType, SubscriptionLimits};
 
 use self::core::Core;
 pub use self::events::SocketEvent;
@@ -377,6 +377,31 @@ impl Socket {
     /// [`RecvError::Closed`] means this socket was closed meanwhile.
     pub fn recv(&self) -> Result<Message, RecvError> {
         routing::recv(self.core(), Wait::Forever).map_err(RecvFail::into_recv)
+    }
+
+    /// As [`recv`](Self::recv), with what the peer the message came from said
+    /// in its handshake: its socket type, identity, properties, and the user
+    /// id the authenticator gave it (PLAIN's user name, a CURVE key's name;
+    /// libzmq's `User-Id` message property). `None` for what the socket
+    /// itself makes (an XPUB's subscriptions).
+    ///
+    /// ```
+    /// use conduit::{Socket, SocketType};
+    ///
+    /// let pull = Socket::new(SocketType::Pull)?;
+    /// let endpoint = pull.bind("tcp://127.0.0.1:*")?;
+    /// let push = Socket::new(SocketType::Push)?;
+    /// push.connect(&endpoint.to_string())?;
+    /// push.send("work")?;
+    /// let (msg, peer) = pull.recv_with_peer()?;
+    /// assert_eq!(peer.unwrap().socket_type, SocketType::Push);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_with_peer(&self) -> Result<(Message, Option<PeerInfo>), RecvError> {
+        let mut info = None;
+        let msg = routing::recv_with(self.core(), Wait::Forever, Some(&mut info))
+            .map_err(RecvFail::into_recv)?;
+        Ok((msg, info))
     }
 
     /// Receives a message only if one is there already.

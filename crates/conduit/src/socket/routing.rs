@@ -5,7 +5,7 @@
 use std::sync::{Arc, MutexGuard};
 
 use bytes::Bytes;
-use conduit_proto::{Message, SocketType, SubscriptionMessage, envelope};
+use conduit_proto::{Message, PeerInfo, SocketType, SubscriptionMessage, envelope};
 
 use super::core::{Core, Gave, Peer, State, send_subscription};
 use crate::engine::out::Refused;
@@ -239,6 +239,16 @@ pub(crate) fn change_subscription(core: &Core, st: &mut State, sub: Subscription
 }
 
 pub(crate) fn recv(core: &Core, wait: Wait) -> Result<Message, RecvFail> {
+    recv_with(core, wait, None)
+}
+
+/// [`recv`], filling `info` with what the peer the message came from said in
+/// its handshake (`None` for an XPUB's subscriptions, which are the socket's).
+pub(crate) fn recv_with(
+    core: &Core,
+    wait: Wait,
+    mut info: Option<&mut Option<PeerInfo>>,
+) -> Result<Message, RecvFail> {
     let mut st = core.lock();
     match core.kind {
         SocketType::Push | SocketType::Pub => {
@@ -260,7 +270,7 @@ pub(crate) fn recv(core: &Core, wait: Wait) -> Result<Message, RecvFail> {
         _ => {}
     }
     loop {
-        if let Some(msg) = next_message(core, &mut st) {
+        if let Some(msg) = next_message(core, &mut st, info.as_deref_mut()) {
             crate::reader::note_received_here();
             return Ok(msg);
         }
@@ -272,12 +282,16 @@ pub(crate) fn recv(core: &Core, wait: Wait) -> Result<Message, RecvFail> {
 }
 
 /// The next message for the application, if one is there.
-fn next_message(core: &Core, st: &mut State) -> Option<Message> {
+fn next_message(
+    core: &Core,
+    st: &mut State,
+    mut info: Option<&mut Option<PeerInfo>>,
+) -> Option<Message> {
     match core.kind {
         SocketType::XPub => core.pop_xpub(st),
         SocketType::Req => {
             let (peer, request_id) = st.req.expecting?;
-            while let Some(reply) = core.pop_from(st, peer) {
+            while let Some(reply) = core.pop_from(st, peer, info.as_deref_mut()) {
                 if let Some(body) = envelope::reply_body(reply, request_id) {
                     st.req.expecting = None;
                     return Some(body);
@@ -287,7 +301,7 @@ fn next_message(core: &Core, st: &mut State) -> Option<Message> {
             None
         }
         SocketType::Rep => loop {
-            let (peer, request) = core.fair_pop(st)?;
+            let (peer, request, _) = core.fair_pop_routed(st, info.as_deref_mut())?;
             // A request without an envelope cannot be answered: dropped.
             if let Some((env, body)) = envelope::split(request) {
                 st.rep = Some((peer, env));
@@ -295,11 +309,11 @@ fn next_message(core: &Core, st: &mut State) -> Option<Message> {
             }
         },
         SocketType::Router => {
-            let (_, mut msg, routing_id) = core.fair_pop_routed(st)?;
+            let (_, mut msg, routing_id) = core.fair_pop_routed(st, info)?;
             msg.push_front(routing_id);
             Some(msg)
         }
-        _ => core.fair_pop(st).map(|(_, m)| m),
+        _ => core.fair_pop_routed(st, info).map(|(_, m, _)| m),
     }
 }
 

@@ -873,3 +873,48 @@ fn a_replayed_or_corrupted_box_drops_the_connection_with_a_sealed_reason() {
         }
     }
 }
+
+#[test]
+fn a_socket_sees_the_user_id_of_each_message_s_peer() {
+    // A conduit PULL, PLAIN server with two users; two pyzmq PUSH clients,
+    // one as each user: every message comes with its sender's user id.
+    let dir = tempfile::tempdir().unwrap();
+    let pull = Socket::builder(SocketType::Pull)
+        .plain_server()
+        .authenticator(
+            AuthPolicy::new()
+                .plain_user("alice", "wonder")
+                .plain_user("bob", "builder"),
+        )
+        .linger(5 * SECOND)
+        .build()
+        .unwrap();
+    let ep = pull.bind(&our_endpoint("tcp", &dir)).unwrap().to_string();
+    let alice = Peer::start_with(
+        &["PUSH", "connect", &ep, "send", "2"],
+        &[("PLAIN_USER", "alice"), ("PLAIN_PASSWORD", "wonder")],
+    );
+    let bob = Peer::start_with(
+        &["PUSH", "connect", &ep, "send", "2"],
+        &[("PLAIN_USER", "bob"), ("PLAIN_PASSWORD", "builder")],
+    );
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let (msg, peer) = pull.recv_with_peer().unwrap();
+        let peer = peer.expect("a message from a peer names it");
+        assert_eq!(peer.socket_type, SocketType::Push);
+        seen.push((peer.user_id.unwrap(), frames(&msg)));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("alice".to_owned(), vec!["msg".to_owned(), "0".to_owned()]),
+            ("alice".to_owned(), vec!["msg".to_owned(), "1".to_owned()]),
+            ("bob".to_owned(), vec!["msg".to_owned(), "0".to_owned()]),
+            ("bob".to_owned(), vec!["msg".to_owned(), "1".to_owned()]),
+        ]
+    );
+    alice.finish();
+    bob.finish();
+}
