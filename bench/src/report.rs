@@ -174,9 +174,12 @@ fn table(
         return;
     }
     let impls = impls_in(res.0, mode);
+    // conduit's Channel against each baseline, when the run measured it.
+    let channel = impls.contains(&Impl::Conduit);
     let baselines: Vec<Impl> = impls
         .iter()
         .copied()
+        .filter(|_| channel)
         // CURVE rows are compared with each other and with NULL below, not with
         // conduit's Channel.
         .filter(|i| {
