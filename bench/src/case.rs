@@ -65,6 +65,15 @@ pub enum Impl {
     #[value(name = "omq-async")]
     #[serde(rename = "omq-async")]
     OmqAsync,
+    /// `conduit-socket` with CURVE (issue 12): the local end is the CURVE server,
+    /// the remote end a client, both with fixed key pairs (`curve_keys`).
+    #[value(name = "conduit-curve")]
+    #[serde(rename = "conduit-curve")]
+    ConduitCurve,
+    /// `libzmq` with CURVE (`ZMQ_CURVE_SERVER` on the local end), the same keys.
+    #[value(name = "libzmq-curve")]
+    #[serde(rename = "libzmq-curve")]
+    LibzmqCurve,
 }
 
 impl Impl {
@@ -135,9 +144,13 @@ impl Case {
     pub fn exists(&self) -> bool {
         match self.imp {
             // libzmq and omq have no pipe transport, nor do conduit's sockets.
-            Impl::Libzmq | Impl::ConduitSocket | Impl::Omq | Impl::OmqSpin | Impl::OmqAsync => {
-                self.transport != Transport::Pipe
-            }
+            Impl::Libzmq
+            | Impl::ConduitSocket
+            | Impl::ConduitCurve
+            | Impl::LibzmqCurve
+            | Impl::Omq
+            | Impl::OmqSpin
+            | Impl::OmqAsync => self.transport != Transport::Pipe,
             // Batching has nothing to batch in a ping-pong.
             Impl::RawBatch => self.mode == Mode::Thr,
             Impl::Conduit | Impl::Raw => true,
@@ -172,6 +185,15 @@ pub struct Timing {
     /// A stream's recording is cut into this many windows; the median window rate
     /// is reported.
     pub windows: u32,
+}
+
+/// The CURVE key pairs of the `*-curve` implementations: (server, client). Fixed,
+/// derived from constant secret keys, so that both processes of a measurement
+/// agree without passing keys around; fine for a benchmark, never for real use.
+pub fn curve_keys() -> (conduit::CurveKeyPair, conduit::CurveKeyPair) {
+    let pair =
+        |b: u8| conduit::CurveKeyPair::from_secret(conduit::CurveSecretKey::from_bytes([b; 32]));
+    (pair(0x5e), pair(0xc1))
 }
 
 /// Which end of the pair a process is.

@@ -11,7 +11,7 @@ use conduit::{
     Channel, ChannelBuilder, Message, PipeReceiver, PipeSender, RecvError, Socket, SocketType,
 };
 
-use crate::case::{Case, Mode, Role, Transport};
+use crate::case::{Case, Impl, Mode, Role, Transport, curve_keys};
 use crate::measure::Link;
 use crate::peer::{Meet, announce};
 
@@ -148,14 +148,24 @@ impl Link for SocketLink {
 }
 
 /// Opens a conduit `Socket` end for `case`: the local end binds (PAIR for a
-/// round trip, PULL for a stream), the remote one connects (PAIR, PUSH).
+/// round trip, PULL for a stream), the remote one connects (PAIR, PUSH). With
+/// `conduit-curve`, the local end is the CURVE server and the remote end its
+/// client, with the fixed keys of `curve_keys`.
 pub fn open_socket(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
     let kind = match (case.mode, role) {
         (Mode::Lat, _) => SocketType::Pair,
         (Mode::Thr, Role::Local) => SocketType::Pull,
         (Mode::Thr, Role::Remote) => SocketType::Push,
     };
-    let socket = Socket::new(kind)?;
+    let mut builder = Socket::builder(kind);
+    if case.imp == Impl::ConduitCurve {
+        let (server, client) = curve_keys();
+        builder = match role {
+            Role::Local => builder.curve_server(server),
+            Role::Remote => builder.curve_client(server.public, Some(client)),
+        };
+    }
+    let socket = builder.build()?;
     match role {
         Role::Local => {
             let endpoint = match case.transport {

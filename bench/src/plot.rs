@@ -23,6 +23,8 @@ fn color(imp: Impl) -> &'static str {
         Impl::Raw => "#8c8c8c",
         Impl::RawBatch => "#cccccc",
         Impl::Libzmq => "#d62728",
+        Impl::ConduitCurve => "#98df8a",
+        Impl::LibzmqCurve => "#ff9896",
         Impl::ConduitInline => "#9ecae1",
         Impl::ConduitTyped => "#6baed6",
         Impl::ConduitShared => "#08519c",

@@ -134,9 +134,11 @@ pub fn impls_in(rows: &[Row], mode: Mode) -> Vec<Impl> {
     [
         Impl::Conduit,
         Impl::ConduitSocket,
+        Impl::ConduitCurve,
         Impl::Raw,
         Impl::RawBatch,
         Impl::Libzmq,
+        Impl::LibzmqCurve,
         Impl::ConduitInline,
         Impl::ConduitShared,
         Impl::IpcChannel,
@@ -172,14 +174,34 @@ fn table(
         return;
     }
     let impls = impls_in(res.0, mode);
+    // conduit's Channel against each baseline, when the run measured it.
+    let channel = impls.contains(&Impl::Conduit);
     let baselines: Vec<Impl> = impls
         .iter()
         .copied()
-        .filter(|i| !matches!(i, Impl::Conduit | Impl::ConduitSocket))
+        .filter(|_| channel)
+        // CURVE rows are compared with each other and with NULL below, not with
+        // conduit's Channel.
+        .filter(|i| {
+            !matches!(
+                i,
+                Impl::Conduit | Impl::ConduitSocket | Impl::ConduitCurve | Impl::LibzmqCurve
+            )
+        })
         .collect();
     // The Socket's cost over the Channel it is built on, and against libzmq.
     let socket_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitSocket) {
         [Impl::Conduit, Impl::Libzmq, Impl::Omq]
+            .into_iter()
+            .filter(|b| impls.contains(b))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // CURVE's cost over NULL on conduit's Socket, and conduit against libzmq,
+    // both with CURVE (issue 12).
+    let curve_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitCurve) {
+        [Impl::ConduitSocket, Impl::LibzmqCurve]
             .into_iter()
             .filter(|b| impls.contains(b))
             .collect()
@@ -196,8 +218,13 @@ fn table(
     for b in &socket_ratios {
         let _ = write!(out, " socket/{b} |");
     }
+    for b in &curve_ratios {
+        let _ = write!(out, " curve/{b} |");
+    }
     out.push_str("\n|---|---:|---|");
-    out.push_str(&"---:|".repeat(impls.len() + baselines.len() + socket_ratios.len()));
+    out.push_str(
+        &"---:|".repeat(impls.len() + baselines.len() + socket_ratios.len() + curve_ratios.len()),
+    );
     out.push('\n');
     for cell in &cells {
         let _ = write!(
@@ -223,6 +250,10 @@ fn table(
         }
         for b in &socket_ratios {
             let r = res.ratio_of(Impl::ConduitSocket, *cell, *b);
+            let _ = write!(out, " {} |", ratio_text(r));
+        }
+        for b in &curve_ratios {
+            let r = res.ratio_of(Impl::ConduitCurve, *cell, *b);
             let _ = write!(out, " {} |", ratio_text(r));
         }
         out.push('\n');
@@ -282,6 +313,40 @@ fn targets() -> Vec<Target> {
         .filter(|target| target.cell.exists())
         .collect();
     t.extend(socket);
+    t.extend(curve_targets());
+    t
+}
+
+/// Issue 12: conduit's CURVE round trip of 64 B within 1.5x of its NULL one
+/// (both on the pattern `Socket`), and its CURVE streams (64 B, 1 MiB) at least
+/// as fast as libzmq's CURVE streams.
+fn curve_targets() -> Vec<Target> {
+    let mut t = Vec::new();
+    for tr in [Transport::Ipc, Transport::Tcp] {
+        for cores in [Cores::Same, Cores::Separate] {
+            let cell = |mode, size| Case {
+                imp: Impl::ConduitCurve,
+                transport: tr,
+                mode,
+                size,
+                cores,
+            };
+            t.push(Target {
+                cell: cell(Mode::Lat, 64),
+                baseline: Impl::ConduitSocket,
+                at_most: Some(1.5),
+                at_least: None,
+            });
+            for size in [64, 1 << 20] {
+                t.push(Target {
+                    cell: cell(Mode::Thr, size),
+                    baseline: Impl::LibzmqCurve,
+                    at_most: None,
+                    at_least: Some(1.0),
+                });
+            }
+        }
+    }
     t
 }
 

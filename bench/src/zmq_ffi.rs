@@ -24,6 +24,10 @@ pub const ZMQ_BACKLOG: c_int = 19;
 pub const ZMQ_SNDHWM: c_int = 23;
 pub const ZMQ_RCVHWM: c_int = 24;
 pub const ZMQ_LAST_ENDPOINT: c_int = 32;
+pub const ZMQ_CURVE_SERVER: c_int = 47;
+pub const ZMQ_CURVE_PUBLICKEY: c_int = 48;
+pub const ZMQ_CURVE_SECRETKEY: c_int = 49;
+pub const ZMQ_CURVE_SERVERKEY: c_int = 50;
 pub const ZMQ_HANDSHAKE_IVL: c_int = 66;
 
 // Context options.
@@ -138,7 +142,7 @@ pub fn set_int(socket: *mut c_void, option: c_int, value: c_int) -> Result<()> {
     check(rc, "zmq_setsockopt").map(drop)
 }
 
-/// Sets a byte-string socket option (a subscription).
+/// Sets a byte-string socket option (a subscription, a CURVE key).
 pub fn set_bytes(socket: *mut c_void, option: c_int, value: &[u8]) -> Result<()> {
     // SAFETY: the socket is open; libzmq reads `len` bytes of `value`.
     let rc = unsafe { zmq_setsockopt(socket, option, value.as_ptr().cast(), value.len()) };

@@ -1,11 +1,12 @@
 //! libzmq through its C API (`zmq_ffi`). PAIR sockets for round trips, PUSH to PULL for
 //! streams, as libzmq's own perf tools do. libzmq has no pipe transport.
+//! `libzmq-curve` is the same with CURVE, the local (binding) end the server.
 
 use std::ffi::c_void;
 
 use anyhow::{Result, bail};
 
-use crate::case::{Case, Mode, Role, Transport};
+use crate::case::{Case, Impl, Mode, Role, Transport, curve_keys};
 use crate::measure::Link;
 use crate::peer::{Meet, announce};
 use crate::zmq_ffi::{
@@ -61,6 +62,37 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
         let n = i32::try_from(meet.sockbuf)?;
         zmq_ffi::set_int(socket, zmq_ffi::ZMQ_SNDBUF, n)?;
         zmq_ffi::set_int(socket, zmq_ffi::ZMQ_RCVBUF, n)?;
+    }
+    if case.imp == Impl::LibzmqCurve {
+        // Keys as 32 raw bytes; set before bind/connect, as libzmq requires.
+        let (server, client) = curve_keys();
+        match role {
+            Role::Local => {
+                zmq_ffi::set_int(socket, zmq_ffi::ZMQ_CURVE_SERVER, 1)?;
+                zmq_ffi::set_bytes(
+                    socket,
+                    zmq_ffi::ZMQ_CURVE_SECRETKEY,
+                    server.secret.as_bytes(),
+                )?;
+            }
+            Role::Remote => {
+                zmq_ffi::set_bytes(
+                    socket,
+                    zmq_ffi::ZMQ_CURVE_SERVERKEY,
+                    server.public.as_bytes(),
+                )?;
+                zmq_ffi::set_bytes(
+                    socket,
+                    zmq_ffi::ZMQ_CURVE_PUBLICKEY,
+                    client.public.as_bytes(),
+                )?;
+                zmq_ffi::set_bytes(
+                    socket,
+                    zmq_ffi::ZMQ_CURVE_SECRETKEY,
+                    client.secret.as_bytes(),
+                )?;
+            }
+        }
     }
     match role {
         Role::Local => {
