@@ -42,6 +42,37 @@ pub(crate) const LEASE: Duration = Duration::from_millis(50);
 
 const WAKE: Token = Token(usize::MAX);
 
+/// A queue of work for a loop, woken through a waker the first time it
+/// becomes non-empty (after that the loop has been woken and not yet taken
+/// the queue, so another wake-up would only cost a system call).
+#[derive(Debug)]
+struct Inbox<T>(Mutex<Vec<T>>);
+
+impl<T> Inbox<T> {
+    fn new() -> Inbox<T> {
+        Inbox(Mutex::new(Vec::new()))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<T>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `item`; true if the queue was empty (the loop needs waking).
+    fn push(&self, item: T) -> bool {
+        let mut q = self.lock();
+        q.push(item);
+        q.len() == 1
+    }
+
+    fn take(&self, into: &mut Vec<T>) {
+        std::mem::swap(&mut *self.lock(), into);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
 /// Whether and by whom a socket's reactor is driven.
 #[derive(Debug, Default)]
 pub(crate) struct Drive {
@@ -63,7 +94,7 @@ pub(crate) struct Drive {
 /// a task queue and a waker in the reactor's epoll set.
 #[derive(Debug)]
 pub(crate) struct Doorbell {
-    inbox: Mutex<Vec<Task>>,
+    inbox: Inbox<Task>,
     waker: Waker,
     /// The reactor's epoll descriptor, for the I/O thread's set.
     reactor_fd: RawFd,
@@ -75,7 +106,7 @@ pub(crate) struct Doorbell {
 impl Doorbell {
     pub(crate) fn new(waker: Waker, reactor_fd: RawFd) -> Doorbell {
         Doorbell {
-            inbox: Mutex::new(Vec::new()),
+            inbox: Inbox::new(),
             waker,
             reactor_fd,
             drive: Mutex::new(Drive::default()),
@@ -97,13 +128,7 @@ impl Doorbell {
 
     /// Queues a task for the reactor and makes sure something will run it.
     pub(crate) fn submit(&self, task: Task) {
-        let was_empty = {
-            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            let was_empty = inbox.is_empty();
-            inbox.push(task);
-            was_empty
-        };
-        if was_empty {
+        if self.inbox.push(task) {
             let _ = self.waker.wake();
         }
         self.ensure_watched();
@@ -115,12 +140,7 @@ impl Doorbell {
     /// While an application drains its queue this costs no system call: the
     /// thread finds the task when it next drives, once the queue is empty.
     pub(crate) fn submit_lazy(&self, task: Task) {
-        let was_empty = {
-            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            let was_empty = inbox.is_empty();
-            inbox.push(task);
-            was_empty
-        };
+        let was_empty = self.inbox.push(task);
         let d = self.drive();
         if was_empty && (d.armed || d.drivers > 0 || d.pinned || d.closed) {
             let _ = self.waker.wake();
@@ -129,16 +149,11 @@ impl Doorbell {
 
     /// Whether tasks wait: a step must not block before taking them.
     pub(crate) fn has_tasks(&self) -> bool {
-        !self
-            .inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        !self.inbox.is_empty()
     }
 
     pub(crate) fn take(&self, into: &mut Vec<Task>) {
-        let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::swap(&mut *inbox, into);
+        self.inbox.take(into);
     }
 
     /// Arms the reactor in its I/O thread unless an application thread is
@@ -238,19 +253,13 @@ enum IoTask {
 pub(crate) struct IoHandle {
     registry: Registry,
     waker: Waker,
-    inbox: Mutex<Vec<IoTask>>,
+    inbox: Inbox<IoTask>,
     sockets: Mutex<Slab<Arc<Core>>>,
 }
 
 impl IoHandle {
     fn submit(&self, task: IoTask) {
-        let was_empty = {
-            let mut inbox = self.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            let was_empty = inbox.is_empty();
-            inbox.push(task);
-            was_empty
-        };
-        if was_empty {
+        if self.inbox.push(task) {
             let _ = self.waker.wake();
         }
     }
@@ -274,7 +283,7 @@ pub(crate) fn start(index: usize) -> std::io::Result<Arc<IoHandle>> {
     let handle = Arc::new(IoHandle {
         registry: poll.registry().try_clone()?,
         waker,
-        inbox: Mutex::new(Vec::new()),
+        inbox: Inbox::new(),
         sockets: Mutex::new(Slab::new()),
     });
     let h = handle.clone();
@@ -318,10 +327,7 @@ fn run(mut poll: Poll, io: &IoHandle) {
                 }
             }
         }
-        {
-            let mut inbox = io.inbox.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::swap(&mut *inbox, &mut tasks);
-        }
+        io.inbox.take(&mut tasks);
         let now = Instant::now();
         for task in tasks.drain(..) {
             match task {
