@@ -140,17 +140,11 @@ enum Flusher {
 
 impl State {
     fn push_message(&mut self, msg: &Message) {
-        match &mut self.sealer {
-            Some(sealer) => sealer.seal_message(msg, &mut self.pending),
-            None => self.pending.push_message(msg),
-        }
+        self.pending.push_message_via(self.sealer.as_mut(), msg);
     }
 
     fn push_command(&mut self, cmd: &Command) {
-        match &mut self.sealer {
-            Some(sealer) => sealer.seal_command(cmd, &mut self.pending),
-            None => self.pending.push_command(cmd),
-        }
+        self.pending.push_command_via(self.sealer.as_mut(), cmd);
     }
 
     /// Whether a sender may write `pending` now: the flusher is not writing, and

@@ -7,6 +7,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::command::Command;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
+use crate::mechanism::Sealer;
 use crate::message::Message;
 
 /// Bodies up to this size take a one-byte size field.
@@ -100,6 +101,23 @@ impl SendBuffer {
                 self.chunks.push_back(self.tail.split().freeze());
             }
             self.chunks.push_back(bytes);
+        }
+    }
+
+    /// Queues a message, sealed in a CURVE MESSAGE box when the connection
+    /// has a `sealer` (what every driver of a connection does per message).
+    pub fn push_message_via(&mut self, sealer: Option<&mut Sealer>, msg: &Message) {
+        match sealer {
+            Some(sealer) => sealer.seal_message(msg, self),
+            None => self.push_message(msg),
+        }
+    }
+
+    /// Queues a command, sealed when the connection has a `sealer`.
+    pub fn push_command_via(&mut self, sealer: Option<&mut Sealer>, cmd: &Command) {
+        match sealer {
+            Some(sealer) => sealer.seal_command(cmd, self),
+            None => self.push_command(cmd),
         }
     }
 

@@ -2,21 +2,27 @@
 
 use crate::harness::*;
 
-#[test]
-fn broker_carries_requests_to_workers_and_replies_back() {
+/// A broker bound on tcp (front) and ipc (back), with `extra` arguments:
+/// the proxy, its two endpoints, and the directory holding the ipc file.
+fn start_broker(extra: &[&str]) -> (std::process::Child, String, String, tempfile::TempDir) {
     let front = free_tcp_endpoint();
-    let (back, _dir) = ipc_endpoint();
-    let proxy = start(conduit().args([
+    let (back, dir) = ipc_endpoint();
+    let mut args = vec![
         "proxy",
         "broker",
         "--front-bind",
         &front,
         "--back-bind",
         &back,
-        "--capture",
-        "-n",
-        "4",
-    ]));
+    ];
+    args.extend_from_slice(extra);
+    let proxy = start(conduit().args(args));
+    (proxy, front, back, dir)
+}
+
+#[test]
+fn broker_carries_requests_to_workers_and_replies_back() {
+    let (proxy, front, back, _dir) = start_broker(&["--capture", "-n", "4"]);
     let worker =
         start(conduit().args(["rep", "--connect", &back, "--exec", "tr a-z A-Z", "-n", "2"]));
     let client = run(conduit().args([
@@ -114,16 +120,7 @@ fn proxy_needs_both_sides() {
 
 #[test]
 fn a_broker_forwards_both_ways_in_one_thread() {
-    let front = free_tcp_endpoint();
-    let (back, _dir) = ipc_endpoint();
-    let proxy = start(conduit().args([
-        "proxy",
-        "broker",
-        "--front-bind",
-        &front,
-        "--back-bind",
-        &back,
-    ]));
+    let (proxy, front, back, _dir) = start_broker(&[]);
     let worker =
         start(conduit().args(["rep", "--connect", &back, "--exec", "tr a-z A-Z", "-n", "3"]));
     for word in ["one", "two", "six"] {

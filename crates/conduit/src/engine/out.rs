@@ -363,17 +363,11 @@ impl PeerOut {
 
 impl OutState {
     fn push_message(&mut self, msg: &Message) {
-        match &mut self.sealer {
-            Some(sealer) => sealer.seal_message(msg, &mut self.buf),
-            None => self.buf.push_message(msg),
-        }
+        self.buf.push_message_via(self.sealer.as_mut(), msg);
     }
 
     fn push_command(&mut self, cmd: &Command) {
-        match &mut self.sealer {
-            Some(sealer) => sealer.seal_command(cmd, &mut self.buf),
-            None => self.buf.push_command(cmd),
-        }
+        self.buf.push_command_via(self.sealer.as_mut(), cmd);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -313,37 +313,43 @@ impl Socket {
     /// closes the connections accepted there, after writing what is queued
     /// for them (like `zmq_unbind`). An `ipc://` socket file is removed.
     pub fn unbind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
-        let endpoint = endpoint.to_endpoint()?.to_string();
-        let core = &self.inner.core;
-        let mut st = core.lock();
-        let Some(i) = st.bound.iter().position(|e| *e == endpoint) else {
-            return Err(Error::NotFound(endpoint));
-        };
-        st.bound.remove(i);
-        drop(st);
-        core.doorbell.submit(Task::Unbind {
-            core: core.clone(),
+        self.forget(
             endpoint,
-        });
-        Ok(())
+            |st| &mut st.bound,
+            |core, endpoint| Task::Unbind { core, endpoint },
+        )
     }
 
     /// Stops connecting to `endpoint` (as given to [`connect`](Self::connect))
     /// and closes the connection made to it, after writing what is queued for
     /// it (like `zmq_disconnect`).
     pub fn disconnect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<(), Error> {
+        self.forget(
+            endpoint,
+            |st| &mut st.connected,
+            |core, endpoint| Task::Disconnect { core, endpoint },
+        )
+    }
+
+    /// Takes `endpoint` off the list `which` picks and hands the reactor the
+    /// task that closes what it made; not on the list is [`Error::NotFound`].
+    fn forget(
+        &self,
+        endpoint: &(impl ToEndpoint + ?Sized),
+        which: impl FnOnce(&mut core::State) -> &mut Vec<String>,
+        task: impl FnOnce(Arc<Core>, String) -> Task,
+    ) -> Result<(), Error> {
         let endpoint = endpoint.to_endpoint()?.to_string();
         let core = &self.inner.core;
-        let mut st = core.lock();
-        let Some(i) = st.connected.iter().position(|e| *e == endpoint) else {
-            return Err(Error::NotFound(endpoint));
-        };
-        st.connected.remove(i);
-        drop(st);
-        core.doorbell.submit(Task::Disconnect {
-            core: core.clone(),
-            endpoint,
-        });
+        {
+            let mut st = core.lock();
+            let list = which(&mut st);
+            let Some(i) = list.iter().position(|e| *e == endpoint) else {
+                return Err(Error::NotFound(endpoint));
+            };
+            list.remove(i);
+        }
+        core.doorbell.submit(task(core.clone(), endpoint));
         Ok(())
     }
 
