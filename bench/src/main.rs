@@ -6,6 +6,7 @@
 
 mod case;
 mod conduit_impl;
+mod inproc;
 mod measure;
 mod omq_impl;
 mod os;
@@ -62,6 +63,9 @@ enum GroupName {
     /// Many peers on one server process: ROUTER echo, PUB fan-out, silent
     /// connections (the --scale-* options); several minutes, not in --quick.
     Scale,
+    /// Round trips and streams between two threads of one process over
+    /// inproc://, conduit next to libzmq (the --mode, --size, --cores options).
+    Inproc,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,6 +131,9 @@ struct RunArgs {
     /// (the kernel's, but 1 MiB for omq).
     #[arg(long, value_name = "BYTES", default_value_t = 0)]
     sockbuf: usize,
+    /// Write the inproc group's rows as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    inproc_json: Option<PathBuf>,
     #[command(flatten)]
     scale: ScaleArgs,
 }
@@ -275,6 +282,9 @@ fn run(args: RunArgs) -> Result<()> {
     if args.groups.contains(&GroupName::Scale) {
         failures += run_scale(&args)?;
     }
+    if args.groups.contains(&GroupName::Inproc) {
+        failures += run_inproc(&args)?;
+    }
     // Only a broken measurement fails the run, never a slow one: no time is
     // asserted anywhere.
     if failures > 0 {
@@ -307,6 +317,26 @@ fn run_scale(args: &RunArgs) -> Result<usize> {
         eprintln!("wrote {}", path.display());
     }
     println!("{}", scale::tables(&rows));
+    Ok(failures)
+}
+
+fn run_inproc(args: &RunArgs) -> Result<usize> {
+    let matrix = plan(args)?;
+    let plan = inproc::InprocPlan {
+        modes: args.modes.clone(),
+        sizes: args.sizes.clone(),
+        cores: args.cores.clone(),
+        timing: matrix.timing,
+        rounds: matrix.rounds,
+        cpus: matrix.cpus,
+    };
+    let (rows, failures) = inproc::run(&plan)?;
+    if let Some(path) = &args.inproc_json {
+        let json = serde_json::to_string_pretty(&rows)? + "\n";
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    println!("{}", inproc::table(&rows)?);
     Ok(failures)
 }
 

@@ -73,6 +73,8 @@ unsafe extern "C" {
     pub fn zmq_send(socket: *mut c_void, buf: *const c_void, len: usize, flags: c_int) -> c_int;
     pub fn zmq_recv(socket: *mut c_void, buf: *mut c_void, len: usize, flags: c_int) -> c_int;
     pub fn zmq_msg_init(msg: *mut ZmqMsg) -> c_int;
+    pub fn zmq_msg_close(msg: *mut ZmqMsg) -> c_int;
+    pub fn zmq_close(socket: *mut c_void) -> c_int;
     pub fn zmq_msg_send(msg: *mut ZmqMsg, socket: *mut c_void, flags: c_int) -> c_int;
     pub fn zmq_msg_recv(msg: *mut ZmqMsg, socket: *mut c_void, flags: c_int) -> c_int;
     pub fn zmq_poll(items: *mut PollItem, count: c_int, timeout_ms: std::ffi::c_long) -> c_int;

@@ -1,4 +1,5 @@
-//! Endpoints: `tcp://host:port` and `ipc://path`, as ZeroMQ writes them.
+//! Endpoints: `tcp://host:port`, `ipc://path` and `inproc://name`, as ZeroMQ
+//! writes them.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -21,6 +22,7 @@ const MAX_IPC_PATH: usize = 107;
 /// | `tcp://127.0.0.1:*` or `:0` | bind: a port the OS picks (see the listener's endpoint) |
 /// | `ipc:///tmp/feed.sock` | Unix domain socket at a path |
 /// | `ipc://@feed` | Linux abstract socket (no file) |
+/// | `inproc://jobs` | sockets of this process, by name (no system call; [`Socket`](crate::Socket) only) |
 ///
 /// ```
 /// use conduit::Endpoint;
@@ -42,6 +44,9 @@ pub enum Endpoint {
     Ipc(PathBuf),
     /// A Linux abstract-namespace Unix socket (written `ipc://@name`).
     IpcAbstract(String),
+    /// Sockets of this process, linked by name without the kernel (written
+    /// `inproc://name`). Only [`Socket`](crate::Socket)s bind and connect it.
+    Inproc(String),
 }
 
 impl Endpoint {
@@ -78,6 +83,7 @@ impl fmt::Display for Endpoint {
             Endpoint::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
             Endpoint::Ipc(path) => write!(f, "ipc://{}", path.display()),
             Endpoint::IpcAbstract(name) => write!(f, "ipc://@{name}"),
+            Endpoint::Inproc(name) => write!(f, "inproc://{name}"),
         }
     }
 }
@@ -132,7 +138,15 @@ impl FromStr for Endpoint {
             }
             return Ok(Endpoint::Ipc(PathBuf::from(rest)));
         }
-        Err(invalid("unknown transport (expected tcp:// or ipc://)"))
+        if let Some(name) = s.strip_prefix("inproc://") {
+            if name.is_empty() {
+                return Err(invalid("missing name"));
+            }
+            return Ok(Endpoint::Inproc(name.to_owned()));
+        }
+        Err(invalid(
+            "unknown transport (expected tcp://, ipc:// or inproc://)",
+        ))
     }
 }
 
@@ -191,6 +205,7 @@ mod tests {
             "ipc:///tmp/x.sock",
             "ipc://relative.sock",
             "ipc://@abstract",
+            "inproc://workers",
         ] {
             assert_eq!(s.parse::<Endpoint>().unwrap().to_string(), s);
         }
@@ -214,6 +229,7 @@ mod tests {
             ("tcp://[::zz]:1", "not an IPv6"),
             ("ipc://", "missing path"),
             ("ipc://@", "abstract name"),
+            ("inproc://", "missing name"),
         ] {
             let err = s.parse::<Endpoint>().unwrap_err().to_string();
             assert!(err.contains(reason), "{s}: {err}");

@@ -19,7 +19,7 @@ fn bad_endpoint() {
     fails_with(
         &["sub", "--connect", "udp://x:1"],
         2,
-        "conduit: invalid endpoint \"udp://x:1\": unknown transport (expected tcp:// or ipc://)\n",
+        "conduit: invalid endpoint \"udp://x:1\": unknown transport (expected tcp://, ipc:// or inproc://)\n",
     );
 }
 

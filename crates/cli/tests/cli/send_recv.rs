@@ -94,7 +94,7 @@ fn errors_are_one_line_with_exit_code_2() {
     let cases: [(&[&str], &str); 4] = [
         (
             &["recv", "--bind", "udp://x:1"],
-            "conduit: invalid endpoint \"udp://x:1\": unknown transport (expected tcp:// or ipc://)\n",
+            "conduit: invalid endpoint \"udp://x:1\": unknown transport (expected tcp://, ipc:// or inproc://)\n",
         ),
         (
             &[

@@ -22,6 +22,13 @@ pub(crate) struct Connecting {
 pub(crate) fn start(endpoint: &Endpoint) -> Result<Connecting, Error> {
     let context = || format!("cannot connect to {endpoint}");
     let (addr, family) = match endpoint {
+        // Linked in engine/inproc.rs, never connected here.
+        Endpoint::Inproc(_) => {
+            return Err(Error::InvalidEndpoint {
+                endpoint: endpoint.to_string(),
+                reason: "inproc:// has no connection to make".into(),
+            });
+        }
         Endpoint::Tcp { .. } => {
             let addr = endpoint.tcp_addrs()?[0];
             (SockAddr::from(addr), Family::Tcp)

@@ -127,11 +127,21 @@ impl Doorbell {
     }
 
     /// Queues a task for the reactor and makes sure something will run it.
+    /// A closed socket's reactor runs nothing more: the task is dropped, which
+    /// ends what it holds (an inproc link made as the socket closed).
     pub(crate) fn submit(&self, task: Task) {
+        let mut d = self.drive();
+        if d.closed {
+            drop(d);
+            drop(task);
+            return;
+        }
         if self.inbox.push(task) {
             let _ = self.waker.wake();
         }
-        self.ensure_watched();
+        if !d.armed && d.drivers == 0 {
+            self.arm(&mut d);
+        }
     }
 
     /// Queues a task that only matters to whoever drives the reactor next
@@ -143,6 +153,13 @@ impl Doorbell {
         let was_empty = self.inbox.push(task);
         let d = self.drive();
         if was_empty && (d.armed || d.drivers > 0 || d.pinned || d.closed) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Wakes an application thread blocked in the reactor now, if one is.
+    pub(crate) fn wake_driver(&self) {
+        if self.drive().drivers > 0 {
             let _ = self.waker.wake();
         }
     }
@@ -236,6 +253,12 @@ impl Doorbell {
             }
             io.submit(IoTask::Remove(*key));
         }
+        drop(d);
+        // Tasks left after the last step are dropped here, with no lock held:
+        // some hold the socket itself, which would otherwise never be freed.
+        let mut left = Vec::new();
+        self.inbox.take(&mut left);
+        drop(left);
     }
 }
 

@@ -38,8 +38,10 @@ use crate::error::Error;
 
 mod conn;
 mod connect;
+pub(crate) mod inproc;
 mod io_thread;
 pub(crate) mod out;
+pub(crate) mod outlet;
 mod reactor;
 mod timers;
 

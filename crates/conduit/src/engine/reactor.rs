@@ -21,8 +21,10 @@ use slab::Slab;
 
 use super::conn::{Conn, Ended, Origin, Phase, READ_BUDGET, Read};
 use super::connect;
+use super::inproc::{self, Drained, Half, LinkId, Side};
 use super::io_thread::Doorbell;
 use super::out::{ConnId, Flushed, PeerOut, TAIL_WAIT, TAIL_WAIT_MAX};
+use super::outlet::Outlet;
 use super::timers::{Timer, Timers};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
@@ -63,6 +65,14 @@ pub(crate) enum Task {
     Close(Arc<Core>),
     /// The linger time ran out: close everything now.
     Abort(Arc<Core>),
+    /// Hold this end of a new inproc link (`inproc/`).
+    InprocAttach(Box<Half>),
+    /// The peer at the other end of an inproc link sent something.
+    InprocDrain(LinkId),
+    /// The socket has room for an inproc peer's messages again.
+    InprocResume(LinkId),
+    /// Drop this inproc peer, for this reason.
+    InprocKick(LinkId, Error),
 }
 
 impl Reactor {
@@ -86,6 +96,7 @@ impl Reactor {
             next_serial: 1,
             connectors: Slab::new(),
             sockets: HashMap::new(),
+            inproc: HashMap::new(),
             ready: VecDeque::new(),
             blocked_listeners: Vec::new(),
             tasks: Vec::new(),
@@ -214,6 +225,8 @@ pub(crate) struct Reactor {
     next_serial: u64,
     connectors: Slab<Connector>,
     sockets: HashMap<u64, Entry>,
+    /// The ends of inproc links this socket holds.
+    inproc: HashMap<LinkId, Box<Half>>,
     /// Connections with input left after their read budget.
     ready: VecDeque<ConnId>,
     /// Listeners that ran out of descriptors.
@@ -390,6 +403,85 @@ impl Reactor {
             }
             Task::Close(core) => self.close(&core, now),
             Task::Abort(core) => self.abort(&core, now),
+            Task::InprocAttach(half) => self.attach_inproc(half),
+            Task::InprocDrain(link) => {
+                if let Some(half) = self.inproc.get_mut(&link) {
+                    let drained = half.drain();
+                    self.after_drain(link, drained);
+                }
+            }
+            Task::InprocResume(link) => {
+                if let Some(half) = self.inproc.get_mut(&link) {
+                    let drained = half.resume();
+                    self.after_drain(link, drained);
+                }
+            }
+            Task::InprocKick(link, error) => self.end_inproc(link, Some(error), false),
+        }
+    }
+
+    /// Takes a new inproc link's end, unless the socket closed or let go of
+    /// the endpoint since the link was made.
+    fn attach_inproc(&mut self, half: Box<Half>) {
+        let closing = self.sockets.get(&half.core.id).is_some_and(|e| e.closing);
+        let listed = {
+            let st = half.core.lock();
+            let list = match half.side {
+                Side::Bound => &st.bound,
+                Side::Connected => &st.connected,
+            };
+            !st.closing && list.contains(&half.endpoint)
+        };
+        let link = half.link;
+        half.attach();
+        self.inproc.insert(link, half);
+        if closing || !listed {
+            return self.end_inproc(link, None, false);
+        }
+        let drained = self.inproc.get_mut(&link).expect("just put").drain();
+        self.after_drain(link, drained);
+    }
+
+    fn after_drain(&mut self, link: LinkId, drained: Drained) {
+        match drained {
+            Drained::Waiting | Drained::Paused => {}
+            Drained::More => self.handle.submit(Task::InprocDrain(link)),
+            Drained::Ended => self.end_inproc(link, None, true),
+            Drained::Failed(error) => self.end_inproc(link, Some(error), false),
+        }
+    }
+
+    /// Ends this socket's end of an inproc link: the peer leaves the socket
+    /// (after the application read what it sent), and a connecting socket
+    /// whose peer went away links again when it can.
+    fn end_inproc(&mut self, link: LinkId, error: Option<Error>, peer_left: bool) {
+        let Some(half) = self.inproc.remove(&link) else {
+            return;
+        };
+        half.close();
+        let core = half.core.clone();
+        core.remove_peer(half.peer_id);
+        core.emit(SocketEvent::Disconnected {
+            link: half.endpoint.clone(),
+            error,
+        });
+        if peer_left && half.side == Side::Connected {
+            if let Some(name) = half.endpoint.strip_prefix("inproc://") {
+                inproc::relink(&core, name, &half.peer);
+            }
+        }
+    }
+
+    /// Ends the inproc links `which` picks.
+    fn end_inproc_where(&mut self, which: impl Fn(&Half) -> bool) {
+        let links: Vec<LinkId> = self
+            .inproc
+            .values()
+            .filter(|h| which(h))
+            .map(|h| h.link)
+            .collect();
+        for link in links {
+            self.end_inproc(link, None, false);
         }
     }
 
@@ -714,7 +806,7 @@ impl Reactor {
             identity: info.identity.clone(),
             user_id: info.user_id.clone(),
         });
-        match core.add_peer(info.clone(), conn.out.clone()) {
+        match core.add_peer(info.clone(), Outlet::Stream(conn.out.clone())) {
             Ok(peer_id) => {
                 conn.phase = Phase::Active {
                     peer_id,
@@ -955,6 +1047,8 @@ impl Reactor {
         for token in conns {
             self.close_conn(token, Goodbye::SocketClose, now);
         }
+        inproc::forget(core);
+        self.end_inproc_where(|_| true);
         self.after_close(core, now);
     }
 
@@ -986,6 +1080,9 @@ impl Reactor {
     }
 
     fn unbind(&mut self, core: &Arc<Core>, endpoint: &str) {
+        if endpoint.starts_with("inproc://") {
+            return self.end_inproc_where(|h| h.side == Side::Bound && h.endpoint == endpoint);
+        }
         let Some(entry) = self.sockets.get_mut(&core.id) else {
             return;
         };
@@ -1017,6 +1114,9 @@ impl Reactor {
     }
 
     fn disconnect(&mut self, core: &Arc<Core>, endpoint: &str) {
+        if endpoint.starts_with("inproc://") {
+            return self.end_inproc_where(|h| h.side == Side::Connected && h.endpoint == endpoint);
+        }
         let Some(entry) = self.sockets.get_mut(&core.id) else {
             return;
         };

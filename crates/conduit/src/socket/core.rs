@@ -17,11 +17,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use conduit_proto::{Command, Message, PeerInfo, SocketType, SubscriptionMessage, Subscriptions};
+use conduit_proto::{Message, PeerInfo, SocketType, SubscriptionMessage, Subscriptions};
 
 use super::events::SocketEvent;
 use super::options::SocketOptions;
-use crate::engine::out::{PeerOut, Unbounded};
+use crate::engine::outlet::Outlet;
 use crate::engine::{Doorbell, Reactor, Task};
 use crate::error::Error;
 use crate::transport::Wait;
@@ -34,8 +34,9 @@ pub(crate) struct Peer {
     pub(crate) info: PeerInfo,
     /// How a ROUTER addresses it.
     pub(crate) routing_id: Bytes,
-    /// Its send queue, which the application writes to and its I/O thread drains.
-    pub(crate) out: Arc<PeerOut>,
+    /// Where messages to it go: its connection's send queue, or the pipe to
+    /// an inproc peer.
+    pub(crate) out: Outlet,
 }
 
 /// A peer with what the socket keeps for it.
@@ -455,6 +456,15 @@ impl Core {
         self.notify_app(&mut st);
     }
 
+    /// As [`room_freed`](Self::room_freed), from another socket's reactor
+    /// (an inproc peer took from a full pipe): a thread of ours driving our
+    /// reactor sleeps in it, not on the condition variable, so it is woken
+    /// there too.
+    pub(crate) fn room_freed_elsewhere(&self) {
+        self.room_freed();
+        self.doorbell.wake_driver();
+    }
+
     /// The I/O thread closed everything of this socket's.
     pub(crate) fn io_closed(&self, lingering: Vec<(Arc<SocketStream>, bool)>) {
         let mut st = self.lock();
@@ -465,7 +475,7 @@ impl Core {
 
     /// Puts a peer that completed its handshake in service (returning its id),
     /// or says why not.
-    pub(crate) fn add_peer(&self, info: PeerInfo, out: Arc<PeerOut>) -> Result<u64, String> {
+    pub(crate) fn add_peer(&self, info: PeerInfo, out: Outlet) -> Result<u64, String> {
         let mut st = self.lock();
         if st.closing {
             return Err("the socket is closing".into());
@@ -487,8 +497,8 @@ impl Core {
                 // ROUTER_HANDOVER: the newcomer takes the identity over.
                 st.routing.remove(&info.identity);
                 if let Some(i) = st.slot(holder) {
-                    let conn = st.peers[i].peer.out.conn();
-                    self.doorbell.submit(Task::Kick(conn, Error::Disconnected));
+                    let kick = st.peers[i].peer.out.kick_task(Error::Disconnected);
+                    self.doorbell.submit(kick);
                 }
                 routing_id = info.identity.clone();
             } else {
@@ -805,8 +815,7 @@ impl Core {
         let slot = &mut st.peers[i];
         if slot.blocked && slot.inbound.len() < self.options.rcvhwm {
             slot.blocked = false;
-            self.doorbell
-                .submit_lazy(Task::Resume(slot.peer.out.conn()));
+            self.doorbell.submit_lazy(slot.peer.out.resume_task());
         }
     }
 
@@ -832,16 +841,7 @@ enum Admit {
 /// Sends a subscription change to a publisher, as a command to a ZMTP 3.1 peer
 /// and as a message to a 3.0 one. Subscriptions bypass the high-water mark.
 pub(crate) fn send_subscription(peer: &Peer, sub: SubscriptionMessage) {
-    if peer.info.greeting.is_3_1() {
-        let cmd = match sub {
-            SubscriptionMessage::Subscribe(t) => Command::Subscribe(t),
-            SubscriptionMessage::Cancel(t) => Command::Cancel(t),
-        };
-        peer.out.push_unbounded(Unbounded::Command(&cmd));
-    } else {
-        peer.out
-            .push_unbounded(Unbounded::Message(&Message::from(sub.to_frame())));
-    }
+    peer.out.subscription(sub, peer.info.greeting.is_3_1());
 }
 
 /// libzmq's form of a generated routing id: a zero byte, then a 32-bit counter.
@@ -872,7 +872,7 @@ mod tests {
     use conduit_proto::{Greeting, Properties};
 
     use super::*;
-    use crate::engine::out::ConnId;
+    use crate::engine::out::{ConnId, PeerOut};
     use crate::transport::socket::Family;
 
     fn pull(rcvhwm: usize) -> Arc<Core> {
@@ -898,7 +898,7 @@ mod tests {
             greeting: Greeting { major: 3, minor: 1 },
             user_id: None,
         };
-        (core.add_peer(info, out).unwrap(), theirs)
+        (core.add_peer(info, Outlet::Stream(out)).unwrap(), theirs)
     }
 
     fn batch(prefix: &str, n: usize) -> VecDeque<Message> {

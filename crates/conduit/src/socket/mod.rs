@@ -270,6 +270,18 @@ impl Socket {
         if core.lock().closing {
             return Err(Error::SocketClosed);
         }
+        if let Endpoint::Inproc(name) = &endpoint {
+            // Listed first: the sockets waiting for the name link at once.
+            core.lock().bound.push(endpoint.to_string());
+            if let Err(e) = crate::engine::inproc::bind(core, name) {
+                unlist(&mut core.lock().bound, &endpoint);
+                return Err(e);
+            }
+            core.emit(SocketEvent::Listening {
+                endpoint: endpoint.to_string(),
+            });
+            return Ok(endpoint);
+        }
         let listen = Listen::bind(
             &endpoint,
             core.options.channel.ipc_mode,
@@ -301,6 +313,10 @@ impl Socket {
                 return Err(Error::SocketClosed);
             }
             st.connected.push(endpoint.to_string());
+        }
+        if let Endpoint::Inproc(name) = &endpoint {
+            return crate::engine::inproc::connect(core, name)
+                .inspect_err(|_| unlist(&mut core.lock().connected, &endpoint));
         }
         core.doorbell.submit(Task::Connect {
             core: core.clone(),
@@ -339,17 +355,23 @@ impl Socket {
         which: impl FnOnce(&mut core::State) -> &mut Vec<String>,
         task: impl FnOnce(Arc<Core>, String) -> Task,
     ) -> Result<(), Error> {
-        let endpoint = endpoint.to_endpoint()?.to_string();
+        let endpoint = endpoint.to_endpoint()?;
         let core = &self.inner.core;
+        let text = endpoint.to_string();
         {
             let mut st = core.lock();
             let list = which(&mut st);
-            let Some(i) = list.iter().position(|e| *e == endpoint) else {
-                return Err(Error::NotFound(endpoint));
+            let Some(i) = list.iter().position(|e| *e == text) else {
+                return Err(Error::NotFound(text));
             };
             list.remove(i);
         }
-        core.doorbell.submit(task(core.clone(), endpoint));
+        if let Endpoint::Inproc(name) = &endpoint {
+            // Before the links end: the name is free for another socket, and
+            // a bind links this one no more, as soon as this returns.
+            crate::engine::inproc::forget_name(core, name);
+        }
+        core.doorbell.submit(task(core.clone(), text));
         Ok(())
     }
 
@@ -495,6 +517,15 @@ impl Socket {
     pub fn has_message(&self) -> bool {
         let st = self.core().lock();
         st.has_queued() || st.closing
+    }
+}
+
+/// Takes the last listing of `endpoint` off `list` (a bind or connect that
+/// failed after listing it).
+fn unlist(list: &mut Vec<String>, endpoint: &Endpoint) {
+    let endpoint = endpoint.to_string();
+    if let Some(i) = list.iter().rposition(|e| *e == endpoint) {
+        list.remove(i);
     }
 }
 

@@ -21,7 +21,7 @@ fn address(endpoint: &Endpoint) -> io::Result<SocketAddr> {
     match endpoint {
         Endpoint::Ipc(path) => SocketAddr::from_pathname(path),
         Endpoint::IpcAbstract(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-        Endpoint::Tcp { .. } => unreachable!("ipc address of a TCP endpoint"),
+        Endpoint::Tcp { .. } | Endpoint::Inproc(_) => unreachable!("ipc address of {endpoint}"),
     }
 }
 

@@ -154,6 +154,7 @@ impl Listen {
         backlog: u32,
     ) -> Result<Listen, crate::Error> {
         let listen = match endpoint {
+            crate::Endpoint::Inproc(_) => Err(not_a_stream(endpoint)),
             crate::Endpoint::Tcp { .. } => tcp::bind(endpoint).map(Listen::Tcp),
             _ => ipc::bind(endpoint, ipc_mode).map(Listen::Ipc),
         }?;
@@ -200,7 +201,16 @@ impl AsFd for Listen {
 /// Connects a stream socket to `endpoint`.
 pub(crate) fn connect(endpoint: &crate::Endpoint) -> Result<socket::SocketStream, crate::Error> {
     match endpoint {
+        crate::Endpoint::Inproc(_) => Err(not_a_stream(endpoint)),
         crate::Endpoint::Tcp { .. } => tcp::connect(endpoint),
         _ => ipc::connect(endpoint),
+    }
+}
+
+/// `inproc://` has no stream: the queues of two sockets are linked directly.
+fn not_a_stream(endpoint: &crate::Endpoint) -> crate::Error {
+    crate::Error::InvalidEndpoint {
+        endpoint: endpoint.to_string(),
+        reason: "inproc:// links Sockets of one process; a Channel needs ipc:// or tcp://".into(),
     }
 }

@@ -8,6 +8,7 @@ mod engine;
 mod faults;
 mod guide_examples;
 mod hostile_peers;
+mod inproc;
 mod interop_pair;
 mod interop_patterns;
 mod nothing_lost;
