@@ -42,34 +42,51 @@ pub(crate) const LEASE: Duration = Duration::from_millis(50);
 
 const WAKE: Token = Token(usize::MAX);
 
-/// A queue of work for a loop, woken through a waker the first time it
-/// becomes non-empty (after that the loop has been woken and not yet taken
-/// the queue, so another wake-up would only cost a system call).
+/// A queue of work for a loop, woken through a waker once per batch: after
+/// one wake-up the loop has been woken and not yet taken the queue, so
+/// another would only cost a system call. Counted by wake-ups made, not by
+/// the queue being empty: a task queued without one (`submit_lazy`) must not
+/// stop the next task that needs one from getting it.
 #[derive(Debug)]
-struct Inbox<T>(Mutex<Vec<T>>);
+struct Inbox<T>(Mutex<Queued<T>>);
+
+#[derive(Debug)]
+struct Queued<T> {
+    items: Vec<T>,
+    /// A wake-up was made since the loop last took the queue.
+    woken: bool,
+}
 
 impl<T> Inbox<T> {
     fn new() -> Inbox<T> {
-        Inbox(Mutex::new(Vec::new()))
+        Inbox(Mutex::new(Queued {
+            items: Vec::new(),
+            woken: false,
+        }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<T>> {
+    fn lock(&self) -> MutexGuard<'_, Queued<T>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `item`; true if the queue was empty (the loop needs waking).
-    fn push(&self, item: T) -> bool {
+    /// Queues `item`. With `wake`, returns true if the loop has not been woken
+    /// since it last took the queue: the caller wakes it now.
+    fn push(&self, item: T, wake: bool) -> bool {
         let mut q = self.lock();
-        q.push(item);
-        q.len() == 1
+        q.items.push(item);
+        let owed = wake && !q.woken;
+        q.woken |= owed;
+        owed
     }
 
     fn take(&self, into: &mut Vec<T>) {
-        std::mem::swap(&mut *self.lock(), into);
+        let mut q = self.lock();
+        std::mem::swap(&mut q.items, into);
+        q.woken = false;
     }
 
     fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().items.is_empty()
     }
 }
 
@@ -136,7 +153,7 @@ impl Doorbell {
             drop(task);
             return;
         }
-        if self.inbox.push(task) {
+        if self.inbox.push(task, true) {
             let _ = self.waker.wake();
         }
         if !d.armed && d.drivers == 0 {
@@ -150,9 +167,23 @@ impl Doorbell {
     /// While an application drains its queue this costs no system call: the
     /// thread finds the task when it next drives, once the queue is empty.
     pub(crate) fn submit_lazy(&self, task: Task) {
-        let was_empty = self.inbox.push(task);
         let d = self.drive();
-        if was_empty && (d.armed || d.drivers > 0 || d.pinned || d.closed) {
+        let someone_waits = d.armed || d.drivers > 0 || d.pinned || d.closed;
+        if self.inbox.push(task, someone_waits) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Queues a task that a peer's message makes (an inproc peer sent
+    /// something) and wakes whoever waits on the reactor now: an application
+    /// thread stepping it, the I/O thread if it watches it, an async task
+    /// waiting on its descriptor. Unlike [`submit`](Self::submit) it does not
+    /// call the I/O thread in for a reactor an application thread leases
+    /// (two `epoll_ctl`s and a wake-up of that thread per message on a
+    /// ping-pong): the leasing thread finds the task when it next waits, and
+    /// when the lease ends the I/O thread finds the waker readable.
+    pub(crate) fn ring(&self, task: Task) {
+        if self.inbox.push(task, true) {
             let _ = self.waker.wake();
         }
     }
@@ -282,7 +313,7 @@ pub(crate) struct IoHandle {
 
 impl IoHandle {
     fn submit(&self, task: IoTask) {
-        if self.inbox.push(task) {
+        if self.inbox.push(task, true) {
             let _ = self.waker.wake();
         }
     }

@@ -295,6 +295,52 @@ fn closing_wakes_threads_blocked_on_the_socket() {
     assert!(started.elapsed() < Duration::from_secs(2), "at once");
 }
 
+/// A receiver at its high-water mark makes room (a lazy resume, which makes
+/// no wake-up while its thread leases the reactor), then closes: the close
+/// must still reach the reactor, whatever the lazy task left in the inbox.
+#[test]
+fn closing_after_making_room_without_waiting_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, ep) in [
+        endpoint("ipc", &dir, "room"),
+        "inproc://engine-room".to_owned(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pull = Socket::builder(SocketType::Pull)
+            .recv_hwm(4)
+            .build()
+            .unwrap();
+        let ep = pull.bind(&ep).unwrap();
+        let push = Socket::builder(SocketType::Push)
+            .send_hwm(4)
+            .build()
+            .unwrap();
+        push.connect(&ep).unwrap();
+        wait_peers(&pull, 1);
+        // Waiting with nothing there, this thread takes the reactor's lease.
+        assert!(pull.recv_timeout(Duration::from_millis(5)).is_err());
+        // More than the two high-water marks hold, at once (within the lease).
+        for n in 0..20 {
+            let _ = push.try_send(format!("m{n}"));
+        }
+        // This thread steps the reactor, which fills the queue and pauses the
+        // peer; taking one message leaves the lazy resume.
+        pull.recv_timeout(Duration::from_secs(10)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(pull.close());
+        });
+        let closed = rx.recv_timeout(Duration::from_secs(10));
+        assert!(
+            matches!(closed, Ok(Ok(()))),
+            "case {i}: close hung: {closed:?}"
+        );
+        drop(push);
+    }
+}
+
 #[test]
 fn the_io_thread_count_is_fixed_once_sockets_exist() {
     let _s = socket(SocketType::Pair);

@@ -193,6 +193,6 @@ impl Pipe {
 /// but a waker's system call is better made holding nothing.
 fn ring_now(doorbell: Option<Arc<Doorbell>>, link: LinkId) {
     if let Some(doorbell) = doorbell {
-        doorbell.submit(Task::InprocDrain(link));
+        doorbell.ring(Task::InprocDrain(link));
     }
 }
