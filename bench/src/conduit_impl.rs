@@ -32,7 +32,7 @@ struct ConduitLink {
     payload: Bytes,
 }
 
-fn closed_or<T>(r: Result<T, RecvError>) -> Result<Option<T>> {
+pub fn closed_or<T>(r: Result<T, RecvError>) -> Result<Option<T>> {
     match r {
         Ok(m) => Ok(Some(m)),
         Err(RecvError::Closed) => Ok(None),
@@ -147,11 +147,19 @@ impl Link for SocketLink {
     }
 }
 
-/// Opens a conduit `Socket` end for `case`: the local end binds (PAIR for a
-/// round trip, PULL for a stream), the remote one connects (PAIR, PUSH). With
-/// `conduit-curve`, the local end is the CURVE server and the remote end its
-/// client, with the fixed keys of `curve_keys`.
+/// Opens a conduit `Socket` end for `case` (see [`socket_end`]).
 pub fn open_socket(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
+    Ok(Box::new(SocketLink {
+        socket: socket_end(case, role, &meet)?,
+        payload: Bytes::from(vec![0xA5; case.size]),
+    }))
+}
+
+/// A bound or connected conduit `Socket` for `case`: the local end binds (PAIR
+/// for a round trip, PULL for a stream), the remote one connects (PAIR, PUSH).
+/// With `conduit-curve`, the local end is the CURVE server and the remote end
+/// its client, with the fixed keys of `curve_keys`.
+pub fn socket_end(case: &Case, role: Role, meet: &Meet) -> Result<Socket> {
     let kind = match (case.mode, role) {
         (Mode::Lat, _) => SocketType::Pair,
         (Mode::Thr, Role::Local) => SocketType::Pull,
@@ -179,8 +187,5 @@ pub fn open_socket(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>>
         // Returns at once; the first send waits until the connection is up.
         Role::Remote => socket.connect(meet.endpoint()?)?,
     }
-    Ok(Box::new(SocketLink {
-        socket,
-        payload: Bytes::from(vec![0xA5; case.size]),
-    }))
+    Ok(socket)
 }

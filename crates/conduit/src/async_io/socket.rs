@@ -124,9 +124,10 @@ impl Shared {
             tokio::time::sleep(Duration::from_millis(1)).await;
             return Ok(());
         }
+        // Read what has arrived, on this task (the `try_recv` before this
+        // wait has if this task leases the reactor already).
+        self.socket.step_unless_leased();
         loop {
-            // Read what has arrived, on this task.
-            self.socket.step_now();
             if self.socket.has_message() {
                 return Ok(());
             }
@@ -144,8 +145,9 @@ impl Shared {
                 }
                 Either::Second(guard) => {
                     // I/O to do: clear (an event after the step below makes
-                    // a new edge) and step the reactor at the top.
+                    // a new edge) and step the reactor.
                     guard.map_err(wait_error)?.clear_ready();
+                    self.socket.step_now();
                 }
             }
         }
@@ -170,8 +172,9 @@ impl Shared {
     /// Waits for a change that may let a send through. The caller counts
     /// itself as a waiter ([`Waiting`]) before its last `try_send`.
     async fn wait_writable(self: Arc<Self>) -> Result<(), Error> {
-        // Write what the kernel now takes, on this task.
-        self.socket.step_now();
+        // Write what the kernel now takes, on this task (the `try_send`
+        // before this wait has if this task leases the reactor already).
+        self.socket.step_unless_leased();
         // Every signal of the send eventfd is a write, so a new edge; its
         // counter is never read here (see `Socket::count_send_waiter`).
         // Reactor readiness: room may have come once it is stepped.

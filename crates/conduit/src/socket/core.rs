@@ -336,6 +336,18 @@ impl Core {
         self.drive(Some(std::time::Duration::ZERO));
     }
 
+    /// As [`step_now`](Self::step_now), unless an application thread leases
+    /// the reactor already: then the `try_*` call that just found nothing
+    /// stepped it (`wait_app` with `Wait::Never`), and another step would be
+    /// an empty `epoll_wait`. Otherwise the step takes the reactor over from
+    /// the I/O thread, so the next message is read by the task that wants it.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_unless_leased(&self) {
+        if !self.doorbell.leased() {
+            self.step_now();
+        }
+    }
+
     /// The descriptor a poller waits on for a send to become possible.
     pub(crate) fn send_fd(&self) -> BorrowedFd<'_> {
         self.readiness.send.as_fd()

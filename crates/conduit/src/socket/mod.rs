@@ -485,6 +485,11 @@ impl Socket {
         self.core().step_now();
     }
 
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_unless_leased(&self) {
+        self.core().step_unless_leased();
+    }
+
     /// Readable after a change that may allow a send, while a poller watches.
     pub(crate) fn send_fd(&self) -> BorrowedFd<'_> {
         self.core().send_fd()
