@@ -10,7 +10,8 @@ use conduit_proto::{Command, Handshake, Message, PeerInfo, Security, SendBuffer,
 
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{
-    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    Error, Misuse, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
 };
 use crate::options::Options;
 use crate::pipe::{PipeReceiver, PipeSender};
@@ -81,7 +82,7 @@ impl ChannelBuilder {
             .local
             .properties
             .insert(name, value)
-            .map_err(|e| Error::Unsupported(e.to_string()))?;
+            .map_err(|e| Misuse::PropertyName(e.0))?;
         Ok(self)
     }
 

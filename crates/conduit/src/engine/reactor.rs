@@ -742,7 +742,7 @@ impl Reactor {
                 self.end(
                     token,
                     Ended {
-                        error: Some(Error::Unsupported(reason)),
+                        error: Some(Error::PeerRejected(reason)),
                     },
                     now,
                 );

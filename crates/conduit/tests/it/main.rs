@@ -10,6 +10,7 @@ mod guide_examples;
 mod hostile_peers;
 mod interop_pair;
 mod interop_patterns;
+mod misuse;
 mod nothing_lost;
 mod pattern_connections;
 mod pattern_pipeline;

@@ -1,0 +1,75 @@
+//! Misuse errors are typed: each case is a variant a caller can match, with
+//! its own message.
+
+use conduit::process::ChildEnd;
+use conduit::{Channel, ChannelBuilder, Error, Misuse, ParentEndError, SocketType};
+
+use crate::sockets::*;
+
+#[test]
+fn socket_misuse_is_a_variant_to_match() {
+    let publisher = socket(SocketType::Pub);
+    let e = publisher.subscribe("topic").unwrap_err();
+    assert!(
+        matches!(e, Error::Misuse(Misuse::NotSubscriber(SocketType::Pub))),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "only a SUB socket subscribes (an XSUB sends subscription messages); this is a PUB"
+    );
+    let e = publisher.recv().unwrap_err();
+    assert!(e.to_string().contains("a PUB socket cannot receive"), "{e}");
+
+    let router = socket(SocketType::Router);
+    let e = router.send("no routing id").unwrap_err();
+    assert!(
+        matches!(e.error, Error::Misuse(Misuse::NoRoutingId)),
+        "{e:?}"
+    );
+    assert_eq!(e.into_message().concat(), "no routing id");
+}
+
+#[test]
+fn builder_misuse_is_a_variant_to_match() {
+    let e = ChannelBuilder::new()
+        .property("not a name", "x")
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Misuse(Misuse::PropertyName(name)) if name == "not a name"),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "invalid property name \"not a name\"");
+}
+
+#[test]
+fn process_end_errors_are_variants_to_match() {
+    let (end, _other) = ChildEnd::socket_pair().unwrap();
+    let e = end.into_receiver(&ChannelBuilder::new()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Misuse(Misuse::WrongEnd {
+                actual: "socket",
+                wanted: "pipe-read"
+            })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "this end is a socket, not a pipe-read");
+
+    // The test runner spawned this process, not conduit::process::spawn.
+    if std::env::var_os(conduit::process::ENV_VAR).is_none() {
+        let e = Channel::from_parent().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::ParentEnd(ParentEndError::NotSpawned {
+                    variable: "CONDUIT_FD",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+    }
+}
