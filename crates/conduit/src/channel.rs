@@ -10,8 +10,8 @@ use conduit_proto::{Command, Handshake, Message, PeerInfo, Security, SendBuffer,
 
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{
-    Error, Misuse, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    AcceptTimeoutError, Error, Misuse, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use crate::options::Options;
 use crate::pipe::{PipeReceiver, PipeSender};
@@ -285,9 +285,11 @@ impl Listener {
         Channel::establish(self.listen.accept()?.0, self.options.clone())
     }
 
-    /// Like [`accept`](Self::accept), but gives up with `Ok(None)` if no peer
-    /// connects within `timeout`. The handshake has its own timeout on top.
-    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<Channel>, Error> {
+    /// Like [`accept`](Self::accept), but gives up with
+    /// [`AcceptTimeoutError::Timeout`] if no peer connects within `timeout`,
+    /// as every other `*_timeout` does. The handshake has its own timeout on
+    /// top.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Channel, AcceptTimeoutError> {
         let ready = transport::wait_ready(
             self.listen.as_fd(),
             transport::Interest::Read,
@@ -295,9 +297,9 @@ impl Listener {
         )
         .map_err(|e| Error::io(format!("cannot wait for a peer on {}", self.endpoint()), e))?;
         if !ready {
-            return Ok(None);
+            return Err(AcceptTimeoutError::Timeout);
         }
-        self.accept().map(Some)
+        Ok(self.accept()?)
     }
 
     /// Accepts channels forever.

@@ -261,6 +261,24 @@ pub enum RecvTimeoutError {
     Failed(#[from] Error),
 }
 
+/// Why [`accept_timeout`](crate::Listener::accept_timeout) returned no channel.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AcceptTimeoutError {
+    /// No peer connected in time.
+    #[error("timed out waiting for a peer")]
+    Timeout,
+    /// Accepting or the handshake failed.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+impl AcceptTimeoutError {
+    /// Whether no peer came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, AcceptTimeoutError::Timeout)
+    }
+}
+
 /// A failed send, handing the message back.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cannot send message")]
@@ -404,6 +422,8 @@ mod tests {
         assert!(TryRecvError::Closed.is_closed());
         assert!(RecvTimeoutError::Timeout.is_timeout());
         assert!(!RecvTimeoutError::Closed.is_timeout() && RecvTimeoutError::Closed.is_closed());
+        assert!(AcceptTimeoutError::Timeout.is_timeout());
+        assert!(!AcceptTimeoutError::Failed(Error::Disconnected).is_timeout());
 
         let m = Message::from_frames(["a"]);
         let failed = SendError {

@@ -1,5 +1,6 @@
 //! conduit's integration tests: one binary, one module per area.
 
+mod api_shapes;
 #[cfg(feature = "tokio")]
 mod async_sockets;
 mod attachments;
@@ -10,7 +11,7 @@ mod guide_examples;
 mod hostile_peers;
 mod interop_pair;
 mod interop_patterns;
-mod misuse;
+
 mod nothing_lost;
 mod pattern_connections;
 mod pattern_pipeline;

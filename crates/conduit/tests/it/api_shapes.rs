@@ -1,8 +1,14 @@
-//! Misuse errors are typed: each case is a variant a caller can match, with
-//! its own message.
+//! The API's shared shapes (issue 13): misuse errors are typed, each case a
+//! variant a caller can match with its own message; every `*_timeout` gives
+//! up with an error.
 
 use conduit::process::ChildEnd;
-use conduit::{Channel, ChannelBuilder, Error, Misuse, ParentEndError, SocketType};
+use std::time::Duration;
+
+use conduit::{
+    AcceptTimeoutError, Channel, ChannelBuilder, Error, Listener, Misuse, ParentEndError,
+    SocketType,
+};
 
 use crate::sockets::*;
 
@@ -72,4 +78,21 @@ fn process_end_errors_are_variants_to_match() {
             "{e:?}"
         );
     }
+}
+
+#[test]
+fn accept_timeout_gives_up_with_an_error_like_every_timeout() {
+    let listener = Listener::bind("tcp://127.0.0.1:0").unwrap();
+    let e = listener
+        .accept_timeout(Duration::from_millis(20))
+        .unwrap_err();
+    assert!(matches!(e, AcceptTimeoutError::Timeout), "{e:?}");
+    assert!(e.is_timeout());
+    // The listener still works once a peer comes.
+    let endpoint = listener.endpoint().clone();
+    let client = std::thread::spawn(move || Channel::connect(&endpoint).unwrap());
+    let server = listener.accept_timeout(Duration::from_secs(20)).unwrap();
+    let client = client.join().unwrap();
+    client.send("hello").unwrap();
+    assert_eq!(server.recv().unwrap().concat(), "hello");
 }
