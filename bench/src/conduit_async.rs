@@ -66,7 +66,7 @@ impl Link for AsyncLink {
     }
 
     fn recv(&mut self) -> Result<Option<usize>> {
-        Ok(self.recv_message()?.map(|m| m.size()))
+        Ok(self.recv_message()?.map(|m| m.byte_len()))
     }
 
     fn echo(&mut self) -> Result<bool> {

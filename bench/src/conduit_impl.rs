@@ -63,7 +63,7 @@ impl Link for ConduitLink {
     }
 
     fn recv(&mut self) -> Result<Option<usize>> {
-        Ok(self.recv_message()?.map(|m| m.size()))
+        Ok(self.recv_message()?.map(|m| m.byte_len()))
     }
 
     fn echo(&mut self) -> Result<bool> {
@@ -133,7 +133,7 @@ impl Link for SocketLink {
     }
 
     fn recv(&mut self) -> Result<Option<usize>> {
-        closed_or(self.socket.recv()).map(|m| m.map(|m| m.size()))
+        closed_or(self.socket.recv()).map(|m| m.map(|m| m.byte_len()))
     }
 
     fn echo(&mut self) -> Result<bool> {

@@ -331,7 +331,7 @@ enum HandshakeState {
 /// a.send("ping")?;
 /// assert_eq!(b.recv()?.concat(), "ping");
 /// b.send(conduit::Message::from_frames(["two", "frames"]))?;
-/// assert_eq!(a.recv()?.len(), 2);
+/// assert_eq!(a.recv()?.frame_count(), 2);
 /// drop(a);
 /// assert!(matches!(b.recv(), Err(conduit::RecvError::Closed)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

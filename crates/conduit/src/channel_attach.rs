@@ -178,7 +178,7 @@ impl Channel {
             .collect();
         let stream = &self.stream;
         let sent = self.writer.send_exclusive(wait, |wait| {
-            let mut slices = vec![std::io::IoSlice::new(&[]); 1 + 2 * wire.len() + 4];
+            let mut slices = vec![std::io::IoSlice::new(&[]); 1 + 2 * wire.frame_count() + 4];
             let n = out.io_slices(&mut slices);
             stream.write_all_with_fds(&slices[..n], &all, wait)
         });

@@ -272,7 +272,7 @@ fn echo(
 ) -> Result<()> {
     loop {
         match recv() {
-            Ok(m) if m.first().is_some_and(|f| f == "hello") && m.len() > 1 => {
+            Ok(m) if m.first().is_some_and(|f| f == "hello") && m.frame_count() > 1 => {
                 send(Message::from_frames([
                     "hello".to_owned(),
                     format!("from the child, pid {}", std::process::id()),

@@ -153,7 +153,7 @@ fn send_routed<'a>(
     mut msg: Message,
     wait: Wait,
 ) -> Result<(), SendFail> {
-    if msg.len() < 2 {
+    if msg.frame_count() < 2 {
         return Err(broken(msg, Misuse::NoRoutingId.into()));
     }
     let routing_id = msg.pop_front().expect("two frames or more");

@@ -157,7 +157,9 @@ fn the_high_water_mark_holds_when_the_puller_stalls() {
     }
     for _ in 0..accepted {
         assert_eq!(
-            pull.recv_timeout(Duration::from_secs(10)).unwrap().size(),
+            pull.recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .byte_len(),
             64 << 10
         );
     }
