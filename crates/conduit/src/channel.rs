@@ -161,7 +161,13 @@ impl ChannelBuilder {
         self
     }
 
-    /// Connects to `endpoint` and completes the handshake.
+    /// Connects to `endpoint` and completes the handshake, now: a channel is
+    /// one connection, so this returns it connected or fails. A refused
+    /// connect (or a missing `ipc` path) is retried for the
+    /// [`connect_timeout`](Self::connect_timeout) (default: one attempt).
+    /// [`Socket::connect`](crate::Socket::connect) differs: it returns at once
+    /// and connects, and reconnects, in the background (docs/patterns.md,
+    /// "Channel or Socket").
     pub fn connect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         let endpoint = endpoint.to_endpoint()?;
         let deadline = Instant::now() + self.options.connect_timeout;
@@ -192,8 +198,11 @@ impl ChannelBuilder {
         })
     }
 
-    /// Binds `endpoint`, accepts one peer, and stops listening.
-    pub fn bind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
+    /// Binds `endpoint`, waits for one peer and accepts it, and stops
+    /// listening. It blocks until a peer comes, unlike
+    /// [`Socket::bind`](crate::Socket::bind), which returns at once: hence the
+    /// name. [`listen`](Self::listen) binds without waiting.
+    pub fn bind_and_accept(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         self.listen(endpoint)?.accept()
     }
 
@@ -317,7 +326,7 @@ enum HandshakeState {
 
 /// A two-way channel to one peer, carrying whole messages, speaking ZMTP 3.1.
 ///
-/// Open one with [`Channel::connect`], [`Channel::bind`], a [`Listener`], or
+/// Open one with [`Channel::connect`], [`Channel::bind_and_accept`], a [`Listener`], or
 /// [`Channel::pair`]. The peer can be another conduit channel or any ZeroMQ PAIR
 /// socket (libzmq, pyzmq, JeroMQ).
 ///
@@ -368,15 +377,17 @@ impl NotReady {
 
 impl Channel {
     /// Connects to `endpoint` (`tcp://host:port` or `ipc://path`) with the default
-    /// options, and completes the handshake.
+    /// options, and completes the handshake: one attempt, so a listener that is
+    /// not up yet is an error (see [`ChannelBuilder::connect`] for retrying).
     pub fn connect(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         ChannelBuilder::new().connect(endpoint)
     }
 
     /// Binds `endpoint`, waits for one peer, completes the handshake, and stops
-    /// listening. Use a [`Listener`] to accept more than one.
-    pub fn bind(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
-        ChannelBuilder::new().bind(endpoint)
+    /// listening: it blocks until a peer comes (a [`Socket`](crate::Socket)'s
+    /// `bind` does not). Use a [`Listener`] to accept more than one.
+    pub fn bind_and_accept(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
+        ChannelBuilder::new().bind_and_accept(endpoint)
     }
 
     /// Two connected channels over a socket pair.

@@ -96,3 +96,31 @@ fn accept_timeout_gives_up_with_an_error_like_every_timeout() {
     client.send("hello").unwrap();
     assert_eq!(server.recv().unwrap().concat(), "hello");
 }
+
+#[test]
+fn channel_bind_and_accept_waits_for_a_peer_where_socket_bind_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let ep = format!("ipc://{}/one.sock", dir.path().display());
+    // Nothing listens yet: the channel's one attempt fails, the socket's
+    // connect returns at once and connects once something listens.
+    assert!(Channel::connect(&ep).is_err());
+    let push = socket(SocketType::Push);
+    push.connect(&ep).unwrap();
+    drop(push);
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server_ep = ep.clone();
+    let server = std::thread::spawn(move || {
+        tx.send("waiting").unwrap();
+        Channel::bind_and_accept(&server_ep).unwrap()
+    });
+    assert_eq!(rx.recv().unwrap(), "waiting");
+    // Retrying for a while finds the listener once it is up.
+    let client = ChannelBuilder::new()
+        .connect_timeout(Duration::from_secs(20))
+        .connect(&ep)
+        .unwrap();
+    let server = server.join().unwrap();
+    client.send("hi").unwrap();
+    assert_eq!(server.recv().unwrap().concat(), "hi");
+}
