@@ -44,6 +44,8 @@ pub struct ChannelBuilder {
     options: Options,
 }
 
+crate::options::connection_options!(ChannelBuilder);
+
 impl Default for ChannelBuilder {
     fn default() -> Self {
         let mut options = Options::new(SocketType::Pair);
@@ -70,12 +72,6 @@ impl ChannelBuilder {
         self
     }
 
-    /// The identity sent to a ROUTER peer.
-    pub fn identity(mut self, identity: impl Into<Bytes>) -> Self {
-        self.options.local.identity = identity.into();
-        self
-    }
-
     /// Adds a property to our READY, for example an application `X-` property.
     pub fn property(mut self, name: &str, value: impl Into<Bytes>) -> Result<Self, Error> {
         self.options
@@ -86,33 +82,6 @@ impl ChannelBuilder {
         Ok(self)
     }
 
-    /// Largest message accepted from the peer (default 64 MiB). A larger one breaks
-    /// the channel with an error before any memory is reserved for it.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.options.max_message_size = bytes;
-        self
-    }
-
-    /// How long the peer has to complete the handshake (default 5 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.options.handshake_timeout = timeout;
-        self
-    }
-
-    /// How long [`close`](Channel::close) and drop may wait for queued messages to
-    /// reach the peer. Default: as long as it takes, like libzmq's linger of -1.
-    pub fn linger(mut self, linger: Duration) -> Self {
-        self.options.linger = Some(linger);
-        self
-    }
-
-    /// Messages queued while the peer is not keeping up before `send` waits
-    /// (default 1000, libzmq's `ZMQ_SNDHWM`).
-    pub fn send_hwm(mut self, messages: usize) -> Self {
-        self.options.sndhwm = messages;
-        self
-    }
-
     /// Keep retrying a connect that is refused, or whose `ipc` path does not exist
     /// yet, for this long (default: try once).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -120,11 +89,10 @@ impl ChannelBuilder {
         self
     }
 
-    /// Permission bits of `ipc://` socket files this builder binds (default 0o600,
-    /// owner only).
-    pub fn ipc_mode(mut self, mode: u32) -> Self {
-        self.options.ipc_mode = mode;
-        self
+    /// The options the shared setters (`options.rs`, `connection_options!`)
+    /// write.
+    fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
     }
 
     /// Security options: see the methods in `security.rs`.

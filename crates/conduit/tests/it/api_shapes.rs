@@ -6,7 +6,7 @@ use conduit::process::ChildEnd;
 use std::time::Duration;
 
 use conduit::{
-    AcceptTimeoutError, Channel, ChannelBuilder, Error, Listener, Misuse, ParentEndError,
+    AcceptTimeoutError, Channel, ChannelBuilder, Error, Listener, Misuse, ParentEndError, Socket,
     SocketType,
 };
 
@@ -123,4 +123,67 @@ fn channel_bind_and_accept_waits_for_a_peer_where_socket_bind_does_not() {
     let server = server.join().unwrap();
     client.send("hi").unwrap();
     assert_eq!(server.recv().unwrap().concat(), "hi");
+}
+
+#[test]
+fn the_shared_builder_setters_act_alike_on_channels_and_sockets() {
+    // `identity` from either builder is what a ROUTER sees.
+    let router = socket(SocketType::Router);
+    let ep = router.bind("tcp://127.0.0.1:*").unwrap();
+    let channel = ChannelBuilder::new()
+        .socket_type(SocketType::Dealer)
+        .identity("from-channel")
+        .connect(&ep)
+        .unwrap();
+    let dealer = Socket::builder(SocketType::Dealer)
+        .identity("from-socket")
+        .linger(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    dealer.connect(&ep).unwrap();
+    channel.send("a").unwrap();
+    dealer.send("b").unwrap();
+    let mut seen: Vec<String> = (0..2)
+        .map(|_| {
+            let m = router.recv_timeout(Duration::from_secs(20)).unwrap();
+            String::from_utf8(m.frames()[0].to_vec()).unwrap()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["from-channel", "from-socket"]);
+
+    // `max_message_size` from either builder cuts off a peer that sends more.
+    let small = ChannelBuilder::new().max_message_size(4);
+    let listener = small.listen("tcp://127.0.0.1:0").unwrap();
+    let endpoint = listener.endpoint().clone();
+    let sender = std::thread::spawn(move || {
+        let ch = Channel::connect(&endpoint).unwrap();
+        ch.send("too long").unwrap();
+        ch
+    });
+    let ch = listener.accept().unwrap();
+    assert!(ch.recv().is_err());
+    drop(sender.join().unwrap());
+
+    let (events, dropped) = std::sync::mpsc::channel();
+    let events = std::sync::Mutex::new(events);
+    let pull = Socket::builder(SocketType::Pull)
+        .max_message_size(4)
+        .on_event(move |e| {
+            if let conduit::SocketEvent::Disconnected {
+                error: Some(error), ..
+            } = e
+            {
+                let _ = events.lock().unwrap().send(error.to_string());
+            }
+        })
+        .build()
+        .unwrap();
+    let ep = pull.bind("tcp://127.0.0.1:*").unwrap();
+    let push = socket(SocketType::Push);
+    push.connect(&ep).unwrap();
+    push.send("too long").unwrap();
+    let why = dropped.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(why.contains("protocol error"), "{why}");
+    assert!(pull.try_recv().is_err());
 }
