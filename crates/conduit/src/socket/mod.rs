@@ -446,12 +446,17 @@ impl Socket {
     /// the reactor (see `async_io`).
     #[cfg(feature = "tokio")]
     pub(crate) fn async_fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        (self.core().recv_fd_unpinned(), self.core().reactor_fd())
+        (self.core().async_recv_fd(), self.core().reactor_fd())
     }
 
     #[cfg(feature = "tokio")]
     pub(crate) fn step_now(&self) {
         self.core().step_now();
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn watch_recv(&self, on: bool) -> bool {
+        self.core().watch_recv(on)
     }
 
     #[cfg(feature = "tokio")]
