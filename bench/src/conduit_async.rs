@@ -19,7 +19,7 @@ use conduit::{AsyncSocket, Message};
 use tokio::runtime::Runtime;
 
 use crate::case::{Case, Role};
-use crate::conduit_impl::{closed_or, socket_end};
+use crate::conduit_impl::{MessageEnd, closed_or, socket_end};
 use crate::measure::Link;
 use crate::peer::Meet;
 
@@ -49,31 +49,20 @@ impl AsyncLink {
             Poll::Pending => self.rt.block_on(future),
         }
     }
+}
 
-    fn send_message(&self, m: Message) -> Result<()> {
+impl MessageEnd for AsyncLink {
+    fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    fn send_message(&mut self, m: Message) -> Result<()> {
         self.run(self.socket.send(m))?;
         Ok(())
     }
 
-    fn recv_message(&self) -> Result<Option<Message>> {
+    fn recv_message(&mut self) -> Result<Option<Message>> {
         closed_or(self.run(self.socket.recv()))
-    }
-}
-
-impl Link for AsyncLink {
-    fn send(&mut self) -> Result<()> {
-        self.send_message(Message::from(self.payload.clone()))
-    }
-
-    fn recv(&mut self) -> Result<Option<usize>> {
-        Ok(self.recv_message()?.map(|m| m.byte_len()))
-    }
-
-    fn echo(&mut self) -> Result<bool> {
-        match self.recv_message()? {
-            Some(m) => self.send_message(m).map(|()| true),
-            None => Ok(false),
-        }
     }
 }
 

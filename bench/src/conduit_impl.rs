@@ -40,7 +40,39 @@ pub fn closed_or<T>(r: Result<T, RecvError>) -> Result<Option<T>> {
     }
 }
 
-impl ConduitLink {
+/// An end that moves whole conduit messages; every such end is a [`Link`] the
+/// same way (the payload it sends, its echo).
+pub trait MessageEnd {
+    /// The payload every message sent carries.
+    fn payload(&self) -> &Bytes;
+    fn send_message(&mut self, m: Message) -> Result<()>;
+    /// `None` once the peer closed.
+    fn recv_message(&mut self) -> Result<Option<Message>>;
+}
+
+impl<T: MessageEnd> Link for T {
+    fn send(&mut self) -> Result<()> {
+        let m = Message::from(self.payload().clone());
+        self.send_message(m)
+    }
+
+    fn recv(&mut self) -> Result<Option<usize>> {
+        Ok(self.recv_message()?.map(|m| m.byte_len()))
+    }
+
+    fn echo(&mut self) -> Result<bool> {
+        match self.recv_message()? {
+            Some(m) => self.send_message(m).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+impl MessageEnd for ConduitLink {
+    fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
     fn send_message(&mut self, m: Message) -> Result<()> {
         match &self.ends {
             Ends::Channel(ch) => ch.send(m)?,
@@ -53,23 +85,6 @@ impl ConduitLink {
         match &self.ends {
             Ends::Channel(ch) => closed_or(ch.recv()),
             Ends::Pipes { rx, .. } => closed_or(rx.as_ref().context("no receiving end")?.recv()),
-        }
-    }
-}
-
-impl Link for ConduitLink {
-    fn send(&mut self) -> Result<()> {
-        self.send_message(Message::from(self.payload.clone()))
-    }
-
-    fn recv(&mut self) -> Result<Option<usize>> {
-        Ok(self.recv_message()?.map(|m| m.byte_len()))
-    }
-
-    fn echo(&mut self) -> Result<bool> {
-        match self.recv_message()? {
-            Some(m) => self.send_message(m).map(|()| true),
-            None => Ok(false),
         }
     }
 }
@@ -126,24 +141,18 @@ struct SocketLink {
     payload: Bytes,
 }
 
-impl Link for SocketLink {
-    fn send(&mut self) -> Result<()> {
-        self.socket.send(Message::from(self.payload.clone()))?;
+impl MessageEnd for SocketLink {
+    fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    fn send_message(&mut self, m: Message) -> Result<()> {
+        self.socket.send(m)?;
         Ok(())
     }
 
-    fn recv(&mut self) -> Result<Option<usize>> {
-        closed_or(self.socket.recv()).map(|m| m.map(|m| m.byte_len()))
-    }
-
-    fn echo(&mut self) -> Result<bool> {
-        match closed_or(self.socket.recv())? {
-            Some(m) => {
-                self.socket.send(m)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+    fn recv_message(&mut self) -> Result<Option<Message>> {
+        closed_or(self.socket.recv())
     }
 }
 

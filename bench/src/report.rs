@@ -194,35 +194,27 @@ fn table(
             )
         })
         .collect();
-    // The Socket's cost over the Channel it is built on, and against libzmq.
-    let socket_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitSocket) {
-        [Impl::Conduit, Impl::Libzmq, Impl::Omq]
-            .into_iter()
-            .filter(|b| impls.contains(b))
-            .collect()
-    } else {
-        Vec::new()
+    // The baselines among `of` that this run measured, if it measured `imp`.
+    let ratios_of = |imp: Impl, of: &[Impl]| -> Vec<Impl> {
+        if !impls.contains(&imp) {
+            return Vec::new();
+        }
+        of.iter().copied().filter(|b| impls.contains(b)).collect()
     };
+    // The Socket's cost over the Channel it is built on, and against libzmq.
+    let socket_ratios = ratios_of(
+        Impl::ConduitSocket,
+        &[Impl::Conduit, Impl::Libzmq, Impl::Omq],
+    );
     // CURVE's cost over NULL on conduit's Socket, and conduit against libzmq,
     // both with CURVE (issue 12).
-    let curve_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitCurve) {
-        [Impl::ConduitSocket, Impl::LibzmqCurve]
-            .into_iter()
-            .filter(|b| impls.contains(b))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let curve_ratios = ratios_of(
+        Impl::ConduitCurve,
+        &[Impl::ConduitSocket, Impl::LibzmqCurve],
+    );
     // The async adapter's cost over the blocking Socket it wraps, and against
     // libzmq (issue 13).
-    let async_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitAsync) {
-        [Impl::ConduitSocket, Impl::Libzmq]
-            .into_iter()
-            .filter(|b| impls.contains(b))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let async_ratios = ratios_of(Impl::ConduitAsync, &[Impl::ConduitSocket, Impl::Libzmq]);
     out.push_str("| transport | size | cores |");
     for imp in &impls {
         let _ = write!(out, " {} |", column_name(*imp));
