@@ -37,9 +37,13 @@ impl AsyncLink {
     /// tokio entering and leaving its runtime (a random seed, metrics, clock
     /// reads: most of a 64 B stream's time), which a program running its
     /// loop in one task never pays per message.
+    ///
+    /// The first poll is outside the runtime's context (entering it costs a
+    /// thread-local swap per message): the PAIR, PUSH and PULL futures
+    /// measured here only poll tokio's readiness, which needs none. (A REQ's
+    /// receive may start a timer, which does.)
     fn run<F: Future>(&self, future: F) -> F::Output {
         let mut future = pin!(future);
-        let _in_runtime = self.rt.enter();
         match future
             .as_mut()
             .poll(&mut Context::from_waker(Waker::noop()))
