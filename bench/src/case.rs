@@ -74,6 +74,12 @@ pub enum Impl {
     #[value(name = "libzmq-curve")]
     #[serde(rename = "libzmq-curve")]
     LibzmqCurve,
+    /// `conduit-socket` through `AsyncSocket` (feature `tokio`, issue 13) on a
+    /// current-thread tokio runtime owned by the application thread: each
+    /// send and receive is one `block_on`, as in `omq-async`.
+    #[value(name = "conduit-async")]
+    #[serde(rename = "conduit-async")]
+    ConduitAsync,
 }
 
 impl Impl {
@@ -147,6 +153,7 @@ impl Case {
             Impl::Libzmq
             | Impl::ConduitSocket
             | Impl::ConduitCurve
+            | Impl::ConduitAsync
             | Impl::LibzmqCurve
             | Impl::Omq
             | Impl::OmqSpin

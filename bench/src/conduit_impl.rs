@@ -32,7 +32,7 @@ struct ConduitLink {
     payload: Bytes,
 }
 
-fn closed_or<T>(r: Result<T, RecvError>) -> Result<Option<T>> {
+pub fn closed_or<T>(r: Result<T, RecvError>) -> Result<Option<T>> {
     match r {
         Ok(m) => Ok(Some(m)),
         Err(RecvError::Closed) => Ok(None),
@@ -40,7 +40,39 @@ fn closed_or<T>(r: Result<T, RecvError>) -> Result<Option<T>> {
     }
 }
 
-impl ConduitLink {
+/// An end that moves whole conduit messages; every such end is a [`Link`] the
+/// same way (the payload it sends, its echo).
+pub trait MessageEnd {
+    /// The payload every message sent carries.
+    fn payload(&self) -> &Bytes;
+    fn send_message(&mut self, m: Message) -> Result<()>;
+    /// `None` once the peer closed.
+    fn recv_message(&mut self) -> Result<Option<Message>>;
+}
+
+impl<T: MessageEnd> Link for T {
+    fn send(&mut self) -> Result<()> {
+        let m = Message::from(self.payload().clone());
+        self.send_message(m)
+    }
+
+    fn recv(&mut self) -> Result<Option<usize>> {
+        Ok(self.recv_message()?.map(|m| m.byte_len()))
+    }
+
+    fn echo(&mut self) -> Result<bool> {
+        match self.recv_message()? {
+            Some(m) => self.send_message(m).map(|()| true),
+            None => Ok(false),
+        }
+    }
+}
+
+impl MessageEnd for ConduitLink {
+    fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
     fn send_message(&mut self, m: Message) -> Result<()> {
         match &self.ends {
             Ends::Channel(ch) => ch.send(m)?,
@@ -53,23 +85,6 @@ impl ConduitLink {
         match &self.ends {
             Ends::Channel(ch) => closed_or(ch.recv()),
             Ends::Pipes { rx, .. } => closed_or(rx.as_ref().context("no receiving end")?.recv()),
-        }
-    }
-}
-
-impl Link for ConduitLink {
-    fn send(&mut self) -> Result<()> {
-        self.send_message(Message::from(self.payload.clone()))
-    }
-
-    fn recv(&mut self) -> Result<Option<usize>> {
-        Ok(self.recv_message()?.map(|m| m.size()))
-    }
-
-    fn echo(&mut self) -> Result<bool> {
-        match self.recv_message()? {
-            Some(m) => self.send_message(m).map(|()| true),
-            None => Ok(false),
         }
     }
 }
@@ -126,32 +141,34 @@ struct SocketLink {
     payload: Bytes,
 }
 
-impl Link for SocketLink {
-    fn send(&mut self) -> Result<()> {
-        self.socket.send(Message::from(self.payload.clone()))?;
+impl MessageEnd for SocketLink {
+    fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    fn send_message(&mut self, m: Message) -> Result<()> {
+        self.socket.send(m)?;
         Ok(())
     }
 
-    fn recv(&mut self) -> Result<Option<usize>> {
-        closed_or(self.socket.recv()).map(|m| m.map(|m| m.size()))
-    }
-
-    fn echo(&mut self) -> Result<bool> {
-        match closed_or(self.socket.recv())? {
-            Some(m) => {
-                self.socket.send(m)?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+    fn recv_message(&mut self) -> Result<Option<Message>> {
+        closed_or(self.socket.recv())
     }
 }
 
-/// Opens a conduit `Socket` end for `case`: the local end binds (PAIR for a
-/// round trip, PULL for a stream), the remote one connects (PAIR, PUSH). With
-/// `conduit-curve`, the local end is the CURVE server and the remote end its
-/// client, with the fixed keys of `curve_keys`.
+/// Opens a conduit `Socket` end for `case` (see [`socket_end`]).
 pub fn open_socket(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
+    Ok(Box::new(SocketLink {
+        socket: socket_end(case, role, &meet)?,
+        payload: Bytes::from(vec![0xA5; case.size]),
+    }))
+}
+
+/// A bound or connected conduit `Socket` for `case`: the local end binds (PAIR
+/// for a round trip, PULL for a stream), the remote one connects (PAIR, PUSH).
+/// With `conduit-curve`, the local end is the CURVE server and the remote end
+/// its client, with the fixed keys of `curve_keys`.
+pub fn socket_end(case: &Case, role: Role, meet: &Meet) -> Result<Socket> {
     let kind = match (case.mode, role) {
         (Mode::Lat, _) => SocketType::Pair,
         (Mode::Thr, Role::Local) => SocketType::Pull,
@@ -179,8 +196,5 @@ pub fn open_socket(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>>
         // Returns at once; the first send waits until the connection is up.
         Role::Remote => socket.connect(meet.endpoint()?)?,
     }
-    Ok(Box::new(SocketLink {
-        socket,
-        payload: Bytes::from(vec![0xA5; case.size]),
-    }))
+    Ok(socket)
 }

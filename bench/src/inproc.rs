@@ -74,12 +74,12 @@ impl Link for ConduitEnd {
     }
 
     fn recv(&mut self) -> Result<Option<usize>> {
-        Ok(Some(self.socket.recv()?.size()))
+        Ok(Some(self.socket.recv()?.byte_len()))
     }
 
     fn echo(&mut self) -> Result<bool> {
         let m = self.socket.recv()?;
-        if m.size() == 0 {
+        if m.byte_len() == 0 {
             return Ok(false);
         }
         self.socket.send(m)?;
@@ -95,7 +95,7 @@ impl End for ConduitEnd {
 
     fn recv_within(&mut self, wait: Duration) -> Result<Option<usize>> {
         match self.socket.recv_timeout(wait) {
-            Ok(m) => Ok(Some(m.size())),
+            Ok(m) => Ok(Some(m.byte_len())),
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(e) => Err(e.into()),
         }

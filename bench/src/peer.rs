@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use crate::case::{Case, Cores, Impl, Mode, Role, Timing, Transport};
 use crate::measure::{self, Link};
-use crate::{conduit_impl, omq_impl, os, raw, rust_ipc, zmq_impl};
+use crate::{conduit_async, conduit_impl, omq_impl, os, raw, rust_ipc, zmq_impl};
 
 /// What a process needs to reach the other end.
 #[derive(Debug)]
@@ -81,6 +81,7 @@ fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
     match case.imp {
         Impl::Conduit => conduit_impl::open(case, role, meet),
         Impl::ConduitSocket | Impl::ConduitCurve => conduit_impl::open_socket(case, role, meet),
+        Impl::ConduitAsync => conduit_async::open(case, role, meet),
         Impl::Raw | Impl::RawBatch => raw::open(case, role, meet),
         Impl::Libzmq | Impl::LibzmqCurve => zmq_impl::open(case, role, meet),
         Impl::ConduitInline

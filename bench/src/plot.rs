@@ -24,6 +24,7 @@ fn color(imp: Impl) -> &'static str {
         Impl::RawBatch => "#cccccc",
         Impl::Libzmq => "#d62728",
         Impl::ConduitCurve => "#98df8a",
+        Impl::ConduitAsync => "#17becf",
         Impl::LibzmqCurve => "#ff9896",
         Impl::ConduitInline => "#9ecae1",
         Impl::ConduitTyped => "#6baed6",

@@ -134,6 +134,7 @@ pub fn impls_in(rows: &[Row], mode: Mode) -> Vec<Impl> {
     [
         Impl::Conduit,
         Impl::ConduitSocket,
+        Impl::ConduitAsync,
         Impl::ConduitCurve,
         Impl::Raw,
         Impl::RawBatch,
@@ -185,29 +186,35 @@ fn table(
         .filter(|i| {
             !matches!(
                 i,
-                Impl::Conduit | Impl::ConduitSocket | Impl::ConduitCurve | Impl::LibzmqCurve
+                Impl::Conduit
+                    | Impl::ConduitSocket
+                    | Impl::ConduitAsync
+                    | Impl::ConduitCurve
+                    | Impl::LibzmqCurve
             )
         })
         .collect();
-    // The Socket's cost over the Channel it is built on, and against libzmq.
-    let socket_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitSocket) {
-        [Impl::Conduit, Impl::Libzmq, Impl::Omq]
-            .into_iter()
-            .filter(|b| impls.contains(b))
-            .collect()
-    } else {
-        Vec::new()
+    // The baselines among `of` that this run measured, if it measured `imp`.
+    let ratios_of = |imp: Impl, of: &[Impl]| -> Vec<Impl> {
+        if !impls.contains(&imp) {
+            return Vec::new();
+        }
+        of.iter().copied().filter(|b| impls.contains(b)).collect()
     };
+    // The Socket's cost over the Channel it is built on, and against libzmq.
+    let socket_ratios = ratios_of(
+        Impl::ConduitSocket,
+        &[Impl::Conduit, Impl::Libzmq, Impl::Omq],
+    );
     // CURVE's cost over NULL on conduit's Socket, and conduit against libzmq,
     // both with CURVE (issue 12).
-    let curve_ratios: Vec<Impl> = if impls.contains(&Impl::ConduitCurve) {
-        [Impl::ConduitSocket, Impl::LibzmqCurve]
-            .into_iter()
-            .filter(|b| impls.contains(b))
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let curve_ratios = ratios_of(
+        Impl::ConduitCurve,
+        &[Impl::ConduitSocket, Impl::LibzmqCurve],
+    );
+    // The async adapter's cost over the blocking Socket it wraps, and against
+    // libzmq (issue 13).
+    let async_ratios = ratios_of(Impl::ConduitAsync, &[Impl::ConduitSocket, Impl::Libzmq]);
     out.push_str("| transport | size | cores |");
     for imp in &impls {
         let _ = write!(out, " {} |", column_name(*imp));
@@ -221,10 +228,17 @@ fn table(
     for b in &curve_ratios {
         let _ = write!(out, " curve/{b} |");
     }
+    for b in &async_ratios {
+        let _ = write!(out, " async/{b} |");
+    }
     out.push_str("\n|---|---:|---|");
-    out.push_str(
-        &"---:|".repeat(impls.len() + baselines.len() + socket_ratios.len() + curve_ratios.len()),
-    );
+    out.push_str(&"---:|".repeat(
+        impls.len()
+            + baselines.len()
+            + socket_ratios.len()
+            + curve_ratios.len()
+            + async_ratios.len(),
+    ));
     out.push('\n');
     for cell in &cells {
         let _ = write!(
@@ -254,6 +268,10 @@ fn table(
         }
         for b in &curve_ratios {
             let r = res.ratio_of(Impl::ConduitCurve, *cell, *b);
+            let _ = write!(out, " {} |", ratio_text(r));
+        }
+        for b in &async_ratios {
+            let r = res.ratio_of(Impl::ConduitAsync, *cell, *b);
             let _ = write!(out, " {} |", ratio_text(r));
         }
         out.push('\n');
@@ -314,6 +332,37 @@ fn targets() -> Vec<Target> {
         .collect();
     t.extend(socket);
     t.extend(curve_targets());
+    t.extend(async_targets());
+    t
+}
+
+/// Issue 13: the async socket's 64 B round trip within 1.3x of the blocking
+/// socket's, and its 64 B stream at least 0.8x the blocking one's.
+fn async_targets() -> Vec<Target> {
+    let mut t = Vec::new();
+    for tr in [Transport::Ipc, Transport::Tcp] {
+        for cores in [Cores::Same, Cores::Separate] {
+            let cell = |mode| Case {
+                imp: Impl::ConduitAsync,
+                transport: tr,
+                mode,
+                size: 64,
+                cores,
+            };
+            t.push(Target {
+                cell: cell(Mode::Lat),
+                baseline: Impl::ConduitSocket,
+                at_most: Some(1.3),
+                at_least: None,
+            });
+            t.push(Target {
+                cell: cell(Mode::Thr),
+                baseline: Impl::ConduitSocket,
+                at_most: None,
+                at_least: Some(0.8),
+            });
+        }
+    }
     t
 }
 

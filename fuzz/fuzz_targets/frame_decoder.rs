@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     for item in &whole.items {
         if let Item::Message(msg) = item {
             assert!(!msg.is_empty(), "a decoded message has no frames");
-            assert!(msg.size() <= max, "a decoded message is over the limit");
+            assert!(msg.byte_len() <= max, "a decoded message is over the limit");
         }
         check_reencodes(item, max);
     }

@@ -33,7 +33,7 @@ pub enum Format {
 
 /// The message as `format` writes it, with its line end.
 pub fn render(format: Format, msg: &Message) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.size() * 2 + 8);
+    let mut out = Vec::with_capacity(msg.byte_len() * 2 + 8);
     match format {
         Format::Text => {
             for (i, frame) in msg.frames().iter().enumerate() {

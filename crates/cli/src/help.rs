@@ -17,8 +17,9 @@ macro_rules! two_way_stops {
     () => {
         "\
 The messages to send are the -d and --file messages, else the lines of standard
-input as they come. The command stops when they are sent; with --count N, when N
-messages have arrived instead (unsent ones are dropped).\n\n"
+input as they come. The command stops when they are all sent (standard input:
+up to its end); with --count N, once N messages have arrived as well. Only
+--repeat 0, which never ends, is cut short at N.\n\n"
     };
 }
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use conduit::{
-    Channel, ChannelBuilder, Message, PipeReceiver, PipeSender, RecvTimeoutError, SendTimeoutError,
+    AcceptTimeoutError, Channel, ChannelBuilder, Message, PipeReceiver, PipeSender,
+    RecvTimeoutError, SendTimeoutError,
 };
 
 use crate::args::EndpointArgs;
@@ -125,16 +126,22 @@ impl Open<'_> {
                 .note(format_args!("listening on {}", listener.endpoint()));
             let accepted = interrupt::wait(self.timeout, |slice| {
                 match listener.accept_timeout(slice) {
+                    Ok(channel) => Ok(Some(channel)),
+                    Err(AcceptTimeoutError::Timeout) => Ok(None),
                     // A peer our security refuses is reported, and the next
                     // one awaited: it must not take the server down.
-                    Err(e) if self.security.is_some() && is_refusal(&e) => {
+                    Err(AcceptTimeoutError::Failed(e))
+                        if self.security.is_some() && is_refusal(&e) =>
+                    {
                         crate::say(format_args!(
                             "refused a peer on {ep}: {}",
                             crate::cause_chain(&e)
                         ));
                         Ok(None)
                     }
-                    other => other.with_context(|| format!("no peer on {ep}")),
+                    Err(AcceptTimeoutError::Failed(e)) => {
+                        Err(e).with_context(|| format!("no peer on {ep}"))
+                    }
                 }
             })?;
             if let Waited::Done(c) = &accepted {

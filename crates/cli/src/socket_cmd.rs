@@ -464,9 +464,10 @@ pub fn xsub(a: XsubArgs) -> Result<Outcome> {
 }
 
 /// Sends the input on a thread while printing what arrives. Stops once the
-/// input is sent and, with --count N, N messages have arrived; input that does
-/// not end by itself (standard input, --repeat 0) stops at N.
-/// `subscribed` (XPUB) holds sending back until a subscription arrives.
+/// input is sent and, with --count N, N messages have arrived: what standard
+/// input holds is all sent (up to its end) before the command exits, however
+/// early the N messages came. Only input that never ends (--repeat 0) stops at
+/// N. `subscribed` (XPUB) holds sending back until a subscription arrives.
 fn converse(
     socket: Socket,
     watch: Arc<Watch>,
@@ -474,7 +475,8 @@ fn converse(
     a: TwoWayArgs,
     subscribed: Option<Arc<AtomicBool>>,
 ) -> Result<Outcome> {
-    let finite = a.messages.given() && a.pacing.repeat > 0;
+    // Standard input ends too (at its end of file); --repeat 0 never does.
+    let finite = a.pacing.repeat > 0;
     let socket = Arc::new(socket);
     let a = Arc::new(a);
     let sender = {
@@ -510,9 +512,10 @@ fn converse(
     let mut idle_since = Instant::now();
     let outcome = loop {
         if a.common.count.is_some_and(|n| received >= n) {
-            // Messages given on the command line are all sent; standard input
-            // and --repeat 0 would go on for ever, and are cut short (below: the
-            // sender is stopped and joined, so that it lets go of the socket).
+            // The input is all sent first (an XPUB's waits for the
+            // subscription that made the count); --repeat 0 would go on for
+            // ever, and is cut short (below: the sender is stopped and joined,
+            // so that it lets go of the socket).
             if let Some(s) = sender.take_if(|_| finite) {
                 let sent = s
                     .join()

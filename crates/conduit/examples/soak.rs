@@ -275,11 +275,12 @@ fn churn(
                 0 => {
                     let push = socket(SocketType::Push);
                     push.connect(ep)
+                        .map_err(|e| e.to_string())
                         .and_then(|_| {
                             push.send_timeout("socket", Duration::from_secs(5))
-                                .map_err(|e| conduit::Error::Unsupported(e.to_string()))
+                                .map_err(|e| e.to_string())
                         })
-                        .and_then(|_| push.close())
+                        .and_then(|_| push.close().map_err(|e| e.to_string()))
                         .map_err(|e| format!("socket cycle: {e}"))
                 }
                 1 | 2 => {

@@ -10,7 +10,8 @@ use conduit_proto::{Command, Handshake, Message, PeerInfo, Security, SendBuffer,
 
 use crate::endpoint::{Endpoint, ToEndpoint};
 use crate::error::{
-    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    AcceptTimeoutError, Error, Misuse, RecvError, RecvTimeoutError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use crate::options::Options;
 use crate::pipe::{PipeReceiver, PipeSender};
@@ -43,6 +44,8 @@ pub struct ChannelBuilder {
     options: Options,
 }
 
+crate::options::connection_options!(ChannelBuilder);
+
 impl Default for ChannelBuilder {
     fn default() -> Self {
         let mut options = Options::new(SocketType::Pair);
@@ -69,47 +72,14 @@ impl ChannelBuilder {
         self
     }
 
-    /// The identity sent to a ROUTER peer.
-    pub fn identity(mut self, identity: impl Into<Bytes>) -> Self {
-        self.options.local.identity = identity.into();
-        self
-    }
-
     /// Adds a property to our READY, for example an application `X-` property.
     pub fn property(mut self, name: &str, value: impl Into<Bytes>) -> Result<Self, Error> {
         self.options
             .local
             .properties
             .insert(name, value)
-            .map_err(|e| Error::Unsupported(e.to_string()))?;
+            .map_err(|e| Misuse::PropertyName(e.0))?;
         Ok(self)
-    }
-
-    /// Largest message accepted from the peer (default 64 MiB). A larger one breaks
-    /// the channel with an error before any memory is reserved for it.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.options.max_message_size = bytes;
-        self
-    }
-
-    /// How long the peer has to complete the handshake (default 5 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.options.handshake_timeout = timeout;
-        self
-    }
-
-    /// How long [`close`](Channel::close) and drop may wait for queued messages to
-    /// reach the peer. Default: as long as it takes, like libzmq's linger of -1.
-    pub fn linger(mut self, linger: Duration) -> Self {
-        self.options.linger = Some(linger);
-        self
-    }
-
-    /// Messages queued while the peer is not keeping up before `send` waits
-    /// (default 1000, libzmq's `ZMQ_SNDHWM`).
-    pub fn send_hwm(mut self, messages: usize) -> Self {
-        self.options.sndhwm = messages;
-        self
     }
 
     /// Keep retrying a connect that is refused, or whose `ipc` path does not exist
@@ -119,11 +89,10 @@ impl ChannelBuilder {
         self
     }
 
-    /// Permission bits of `ipc://` socket files this builder binds (default 0o600,
-    /// owner only).
-    pub fn ipc_mode(mut self, mode: u32) -> Self {
-        self.options.ipc_mode = mode;
-        self
+    /// The options the shared setters (`options.rs`, `connection_options!`)
+    /// write.
+    fn options_mut(&mut self) -> &mut Options {
+        &mut self.options
     }
 
     /// Security options: see the methods in `security.rs`.
@@ -160,7 +129,13 @@ impl ChannelBuilder {
         self
     }
 
-    /// Connects to `endpoint` and completes the handshake.
+    /// Connects to `endpoint` and completes the handshake, now: a channel is
+    /// one connection, so this returns it connected or fails. A refused
+    /// connect (or a missing `ipc` path) is retried for the
+    /// [`connect_timeout`](Self::connect_timeout) (default: one attempt).
+    /// [`Socket::connect`](crate::Socket::connect) differs: it returns at once
+    /// and connects, and reconnects, in the background (docs/patterns.md,
+    /// "Channel or Socket").
     pub fn connect(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         let endpoint = endpoint.to_endpoint()?;
         let deadline = Instant::now() + self.options.connect_timeout;
@@ -191,8 +166,11 @@ impl ChannelBuilder {
         })
     }
 
-    /// Binds `endpoint`, accepts one peer, and stops listening.
-    pub fn bind(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
+    /// Binds `endpoint`, waits for one peer and accepts it, and stops
+    /// listening. It blocks until a peer comes, unlike
+    /// [`Socket::bind`](crate::Socket::bind), which returns at once: hence the
+    /// name. [`listen`](Self::listen) binds without waiting.
+    pub fn bind_and_accept(&self, endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         self.listen(endpoint)?.accept()
     }
 
@@ -284,9 +262,11 @@ impl Listener {
         Channel::establish(self.listen.accept()?.0, self.options.clone())
     }
 
-    /// Like [`accept`](Self::accept), but gives up with `Ok(None)` if no peer
-    /// connects within `timeout`. The handshake has its own timeout on top.
-    pub fn accept_timeout(&self, timeout: Duration) -> Result<Option<Channel>, Error> {
+    /// Like [`accept`](Self::accept), but gives up with
+    /// [`AcceptTimeoutError::Timeout`] if no peer connects within `timeout`,
+    /// as every other `*_timeout` does. The handshake has its own timeout on
+    /// top.
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Channel, AcceptTimeoutError> {
         let ready = transport::wait_ready(
             self.listen.as_fd(),
             transport::Interest::Read,
@@ -294,9 +274,9 @@ impl Listener {
         )
         .map_err(|e| Error::io(format!("cannot wait for a peer on {}", self.endpoint()), e))?;
         if !ready {
-            return Ok(None);
+            return Err(AcceptTimeoutError::Timeout);
         }
-        self.accept().map(Some)
+        Ok(self.accept()?)
     }
 
     /// Accepts channels forever.
@@ -314,7 +294,7 @@ enum HandshakeState {
 
 /// A two-way channel to one peer, carrying whole messages, speaking ZMTP 3.1.
 ///
-/// Open one with [`Channel::connect`], [`Channel::bind`], a [`Listener`], or
+/// Open one with [`Channel::connect`], [`Channel::bind_and_accept`], a [`Listener`], or
 /// [`Channel::pair`]. The peer can be another conduit channel or any ZeroMQ PAIR
 /// socket (libzmq, pyzmq, JeroMQ).
 ///
@@ -328,7 +308,7 @@ enum HandshakeState {
 /// a.send("ping")?;
 /// assert_eq!(b.recv()?.concat(), "ping");
 /// b.send(conduit::Message::from_frames(["two", "frames"]))?;
-/// assert_eq!(a.recv()?.len(), 2);
+/// assert_eq!(a.recv()?.frame_count(), 2);
 /// drop(a);
 /// assert!(matches!(b.recv(), Err(conduit::RecvError::Closed)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -365,15 +345,17 @@ impl NotReady {
 
 impl Channel {
     /// Connects to `endpoint` (`tcp://host:port` or `ipc://path`) with the default
-    /// options, and completes the handshake.
+    /// options, and completes the handshake: one attempt, so a listener that is
+    /// not up yet is an error (see [`ChannelBuilder::connect`] for retrying).
     pub fn connect(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
         ChannelBuilder::new().connect(endpoint)
     }
 
     /// Binds `endpoint`, waits for one peer, completes the handshake, and stops
-    /// listening. Use a [`Listener`] to accept more than one.
-    pub fn bind(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
-        ChannelBuilder::new().bind(endpoint)
+    /// listening: it blocks until a peer comes (a [`Socket`](crate::Socket)'s
+    /// `bind` does not). Use a [`Listener`] to accept more than one.
+    pub fn bind_and_accept(endpoint: &(impl ToEndpoint + ?Sized)) -> Result<Channel, Error> {
+        ChannelBuilder::new().bind_and_accept(endpoint)
     }
 
     /// Two connected channels over a socket pair.

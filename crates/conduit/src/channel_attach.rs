@@ -14,7 +14,7 @@ use bytes::Bytes;
 use conduit_proto::{Command, Message, PeerInfo, SendBuffer};
 
 use super::{Channel, ChannelBuilder, HandshakeState, Listener, NotReady};
-use crate::error::{Error, RecvError, RecvTimeoutError};
+use crate::error::{AcceptTimeoutError, Error, RecvError, RecvTimeoutError};
 use crate::fd_passing::{self, ATTACH_COMMAND, Header, MAX_FDS_PER_MESSAGE};
 use crate::options::Options;
 use crate::reader::{Reader, RecvFail};
@@ -178,7 +178,7 @@ impl Channel {
             .collect();
         let stream = &self.stream;
         let sent = self.writer.send_exclusive(wait, |wait| {
-            let mut slices = vec![std::io::IoSlice::new(&[]); 1 + 2 * wire.len() + 4];
+            let mut slices = vec![std::io::IoSlice::new(&[]); 1 + 2 * wire.frame_count() + 4];
             let n = out.io_slices(&mut slices);
             stream.write_all_with_fds(&slices[..n], &all, wait)
         });
@@ -434,8 +434,9 @@ impl OneShotServer {
         self.take().accept()
     }
 
-    /// Like [`accept`](Self::accept), giving up after `timeout` with `Ok(None)`.
-    pub fn accept_timeout(mut self, timeout: Duration) -> Result<Option<Channel>, Error> {
+    /// Like [`accept`](Self::accept), giving up after `timeout` with
+    /// [`AcceptTimeoutError::Timeout`].
+    pub fn accept_timeout(mut self, timeout: Duration) -> Result<Channel, AcceptTimeoutError> {
         self.take().accept_timeout(timeout)
     }
 

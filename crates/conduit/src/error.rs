@@ -9,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_proto::{Message, ProtocolError};
+use conduit_proto::{Message, ProtocolError, SocketType};
 
 /// Why a channel or socket operation failed.
 ///
@@ -46,12 +46,20 @@ pub enum Error {
     /// A message with no frames; every message needs at least one (it may be empty).
     #[error("message has no frames")]
     EmptyMessage,
-    /// An operation this socket type does not support (such as receiving on PUSH).
-    #[error("{0}")]
-    Unsupported(String),
-    /// An operation out of turn, such as a REQ sending twice without the reply.
-    #[error("{0}")]
-    WrongState(&'static str),
+    /// The API was used in a way it does not allow: an operation this socket
+    /// type does not have, or one out of turn. Match the [`Misuse`] to tell
+    /// which.
+    #[error(transparent)]
+    Misuse(#[from] Misuse),
+    /// A peer completed its handshake but the socket would not take it (a
+    /// second peer of a PAIR, a ROUTER identity already in use); `reason`
+    /// says which.
+    #[error("peer rejected: {0}")]
+    PeerRejected(String),
+    /// The end handed over by the parent process cannot be opened (see
+    /// [`process`](crate::process)).
+    #[error(transparent)]
+    ParentEnd(#[from] ParentEndError),
     /// A ROUTER with `router_mandatory` was asked to send to a routing id no
     /// peer has.
     #[error("no peer has routing id {0:?}")]
@@ -90,6 +98,95 @@ pub enum Error {
         #[source]
         source: Arc<io::Error>,
     },
+}
+
+/// How the API was misused, in the manner of rustls's typed errors: each case
+/// a variant callers can match, each with its own message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// A send on a socket type that only receives (PULL, SUB).
+    #[error("a {0} socket cannot send")]
+    CannotSend(SocketType),
+    /// A receive on a socket type that only sends (PUSH, PUB).
+    #[error("a {0} socket cannot receive")]
+    CannotReceive(SocketType),
+    /// `subscribe` or `unsubscribe` on a socket other than SUB (an XSUB sends
+    /// subscription messages instead).
+    #[error("only a SUB socket subscribes (an XSUB sends subscription messages); this is a {0}")]
+    NotSubscriber(SocketType),
+    /// A ROUTER message without a routing id frame and a body frame.
+    #[error("a ROUTER message starts with the peer's routing id, then at least one frame")]
+    NoRoutingId,
+    /// A REQ sent a second request before the reply to the first.
+    #[error("a REQ socket must receive the reply before sending another request")]
+    RequestPending,
+    /// A REQ receive with no request sent.
+    #[error("a REQ socket must send a request before receiving")]
+    NoRequestSent,
+    /// A REP reply with no request received.
+    #[error("a REP socket must receive a request before sending a reply")]
+    NoRequestReceived,
+    /// A REP receive before the reply to the last request.
+    #[error("a REP socket must send the reply before receiving the next request")]
+    ReplyPending,
+    /// `set_io_threads(0)`.
+    #[error("at least one I/O thread is needed")]
+    NoIoThreads,
+    /// `set_io_threads` with another number after the first socket started them.
+    #[error("the I/O threads have started: set their number before the first socket")]
+    IoThreadsStarted,
+    /// A property name ZMTP does not allow (letters, digits, `-_.+`, 1 to 255
+    /// bytes).
+    #[error("invalid property name {0:?}")]
+    PropertyName(String),
+    /// A [`ChildEnd`](crate::process::ChildEnd) opened as the other kind of
+    /// end (a pipe's read end as a channel, say).
+    #[error("this end is a {actual}, not a {wanted}")]
+    WrongEnd {
+        /// What the end is.
+        actual: &'static str,
+        /// What it was opened as.
+        wanted: &'static str,
+    },
+}
+
+/// Why the end a parent process handed over cannot be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParentEndError {
+    /// The environment variable naming the end is not set: this process was
+    /// not spawned by `conduit::process::spawn`.
+    #[error(
+        "{opener} needs the {variable} environment variable: was this process spawned by conduit::process::spawn?"
+    )]
+    NotSpawned {
+        /// The function that was called.
+        opener: &'static str,
+        /// The variable's name.
+        variable: &'static str,
+    },
+    /// The variable is not `KIND:FD`.
+    #[error("{variable}={value:?} is not KIND:FD")]
+    Malformed {
+        /// The variable's name.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The parent handed over another kind of end than the one opened.
+    #[error("the parent handed over a {handed}, but {opener} opens a {wanted}")]
+    WrongKind {
+        /// What the parent handed over.
+        handed: String,
+        /// The function that was called.
+        opener: &'static str,
+        /// What it opens.
+        wanted: &'static str,
+    },
+    /// The end was opened once already in this process.
+    #[error("the parent's end has already been opened in this process")]
+    AlreadyTaken,
 }
 
 impl Error {
@@ -162,6 +259,24 @@ pub enum RecvTimeoutError {
     /// The channel broke.
     #[error(transparent)]
     Failed(#[from] Error),
+}
+
+/// Why [`accept_timeout`](crate::Listener::accept_timeout) returned no channel.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AcceptTimeoutError {
+    /// No peer connected in time.
+    #[error("timed out waiting for a peer")]
+    Timeout,
+    /// Accepting or the handshake failed.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+impl AcceptTimeoutError {
+    /// Whether no peer came in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, AcceptTimeoutError::Timeout)
+    }
 }
 
 /// A failed send, handing the message back.
@@ -307,6 +422,8 @@ mod tests {
         assert!(TryRecvError::Closed.is_closed());
         assert!(RecvTimeoutError::Timeout.is_timeout());
         assert!(!RecvTimeoutError::Closed.is_timeout() && RecvTimeoutError::Closed.is_closed());
+        assert!(AcceptTimeoutError::Timeout.is_timeout());
+        assert!(!AcceptTimeoutError::Failed(Error::Disconnected).is_timeout());
 
         let m = Message::from_frames(["a"]);
         let failed = SendError {

@@ -147,7 +147,8 @@ pub use conduit_proto::{
 pub use endpoint::{Endpoint, ToEndpoint};
 pub use engine::{io_threads, set_io_threads};
 pub use error::{
-    Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+    AcceptTimeoutError, Error, Misuse, ParentEndError, RecvError, RecvTimeoutError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use fd_passing::MAX_FDS_PER_MESSAGE;
 pub use options::{DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};

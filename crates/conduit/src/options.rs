@@ -73,3 +73,61 @@ impl Options {
         self.linger.map_or(Wait::Forever, Wait::timeout)
     }
 }
+
+/// The connection options of [`ChannelBuilder`](crate::ChannelBuilder) and
+/// [`SocketBuilder`](crate::SocketBuilder), written once so that their docs
+/// cannot drift apart: a socket opens every connection with them, a channel
+/// its one. Each builder gives its [`Options`] through `options_mut`. (The
+/// security setters are shared the same way, in `security.rs`.)
+macro_rules! connection_options {
+    ($builder:ty) => {
+        impl $builder {
+            /// The identity announced to peers in the handshake (default
+            /// none); a ROUTER peer addresses us by it.
+            pub fn identity(mut self, identity: impl Into<bytes::Bytes>) -> Self {
+                self.options_mut().local.identity = identity.into();
+                self
+            }
+
+            /// Largest message accepted from a peer (default 64 MiB). A peer
+            /// sending a larger one is cut off with an error before any memory
+            /// is reserved for it: a channel breaks, a socket drops that peer
+            /// and keeps the others.
+            pub fn max_message_size(mut self, bytes: usize) -> Self {
+                self.options_mut().max_message_size = bytes;
+                self
+            }
+
+            /// How long a new connection has to complete its handshake
+            /// (default 5 s, [`DEFAULT_HANDSHAKE_TIMEOUT`](crate::DEFAULT_HANDSHAKE_TIMEOUT)).
+            pub fn handshake_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.options_mut().handshake_timeout = timeout;
+                self
+            }
+
+            /// How long closing (`close`, or dropping the last handle) may wait
+            /// for queued messages to go out. Default: as long as it takes, like
+            /// libzmq's linger of -1.
+            pub fn linger(mut self, linger: std::time::Duration) -> Self {
+                self.options_mut().linger = Some(linger);
+                self
+            }
+
+            /// The send high-water mark: messages queued per peer while it is
+            /// not keeping up, before `send` waits (default 1000,
+            /// [`DEFAULT_HWM`](crate::DEFAULT_HWM), libzmq's `ZMQ_SNDHWM`).
+            pub fn send_hwm(mut self, messages: usize) -> Self {
+                self.options_mut().sndhwm = messages;
+                self
+            }
+
+            /// Permission bits of the `ipc://` socket files this binds
+            /// (default 0o600, owner only).
+            pub fn ipc_mode(mut self, mode: u32) -> Self {
+                self.options_mut().ipc_mode = mode;
+                self
+            }
+        }
+    };
+}
+pub(crate) use connection_options;

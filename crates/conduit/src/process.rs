@@ -34,7 +34,7 @@ use std::process::{Child, Command};
 use rustix::io::FdFlags;
 
 use crate::channel::{Channel, ChannelBuilder};
-use crate::error::Error;
+use crate::error::{Error, Misuse, ParentEndError};
 use crate::pipe::{PipeReceiver, PipeSender, os_pipe};
 
 /// The environment variable that tells a child which descriptor is its end, as
@@ -131,11 +131,11 @@ impl ChildEnd {
         if self.kind == kind {
             Ok(())
         } else {
-            Err(Error::Unsupported(format!(
-                "this end is a {}, not a {}",
-                self.kind.as_str(),
-                kind.as_str()
-            )))
+            Err(Misuse::WrongEnd {
+                actual: self.kind.as_str(),
+                wanted: kind.as_str(),
+            }
+            .into())
         }
     }
 }
@@ -174,22 +174,22 @@ pub fn spawn_with_channel(command: Command) -> Result<(Child, Channel), Error> {
 /// Takes the end named by [`ENV_VAR`], checking it is the kind asked for and
 /// making it close-on-exec again so it does not leak into our own children.
 pub(crate) fn take_from_parent(kind: EndKind) -> Result<OwnedFd, Error> {
-    let value = std::env::var(ENV_VAR).map_err(|_| {
-        Error::Unsupported(format!(
-            "{} needs the {ENV_VAR} environment variable: was this process spawned by conduit::process::spawn?",
-            kind.opener()
-        ))
+    let value = std::env::var(ENV_VAR).map_err(|_| ParentEndError::NotSpawned {
+        opener: kind.opener(),
+        variable: ENV_VAR,
     })?;
     let (name, fd) = value.split_once(':').unwrap_or(("", ""));
-    let fd: RawFd = fd
-        .parse()
-        .map_err(|_| Error::Unsupported(format!("{ENV_VAR}={value:?} is not KIND:FD")))?;
+    let fd: RawFd = fd.parse().map_err(|_| ParentEndError::Malformed {
+        variable: ENV_VAR,
+        value: value.clone(),
+    })?;
     if name != kind.as_str() {
-        return Err(Error::Unsupported(format!(
-            "the parent handed over a {name}, but {} opens a {}",
-            kind.opener(),
-            kind.as_str()
-        )));
+        return Err(ParentEndError::WrongKind {
+            handed: name.to_owned(),
+            opener: kind.opener(),
+            wanted: kind.as_str(),
+        }
+        .into());
     }
     // SAFETY: checked below that the descriptor is open; the parent handed it to us
     // for exactly this use, and we take it only once per process (see TAKEN).
@@ -201,9 +201,7 @@ pub(crate) fn take_from_parent(kind: EndKind) -> Result<OwnedFd, Error> {
         )
     })?;
     if TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
-        return Err(Error::Unsupported(
-            "the parent's end has already been opened in this process".into(),
-        ));
+        return Err(ParentEndError::AlreadyTaken.into());
     }
     rustix::io::fcntl_setfd(borrowed, FdFlags::CLOEXEC)
         .map_err(|e| Error::io("cannot make the inherited end close-on-exec", e.into()))?;

@@ -77,7 +77,7 @@ pub(crate) fn decode<T: DeserializeOwned>(msg: Message, fds: Vec<OwnedFd>) -> Re
     let [frame] = msg.frames() else {
         return Err(Error::Decode(format!(
             "a typed message has one frame, this one has {}",
-            msg.len()
+            msg.frame_count()
         )));
     };
     let outer = INCOMING.with(|i| i.borrow_mut().replace(fds.into_iter().map(Some).collect()));

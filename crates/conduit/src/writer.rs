@@ -298,7 +298,7 @@ impl Writer {
                     .last_send
                     .is_some_and(|t| now.saturating_duration_since(t) < BURST_WINDOW);
             st.last_send = Some(now);
-            if !streaming || msg.size() >= DIRECT_SIZE {
+            if !streaming || msg.byte_len() >= DIRECT_SIZE {
                 return self.send_direct(st, msg, wait);
             }
         }

@@ -360,7 +360,7 @@ mod tests {
         let mut src = BytesMut::from(&b"\x01\x00".repeat(MAX_FRAMES - 1)[..]);
         src.extend_from_slice(b"\x00\x00");
         match decoder.decode(&mut src).unwrap() {
-            Some(Item::Message(m)) => assert_eq!(m.len(), MAX_FRAMES),
+            Some(Item::Message(m)) => assert_eq!(m.frame_count(), MAX_FRAMES),
             other => panic!("expected a message of {MAX_FRAMES} frames, got {other:?}"),
         }
         let mut src = BytesMut::from(&b"\x01\x00".repeat(MAX_FRAMES + 1)[..]);

@@ -14,11 +14,12 @@ use smallvec::SmallVec;
 /// ```
 /// use conduit_proto::Message;
 /// let single = Message::from("hello");
-/// assert_eq!(single.frames().len(), 1);
+/// assert_eq!(single.frame_count(), 1);
 ///
 /// let multi = Message::from_frames(["key", "value"]);
 /// assert_eq!(multi.frames()[1], "value");
-/// assert_eq!(multi.size(), 8);
+/// assert_eq!(multi.frame_count(), 2);
+/// assert_eq!(multi.byte_len(), 8);
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Message {
@@ -54,8 +55,12 @@ impl Message {
         self.frames.into_vec()
     }
 
-    /// Number of frames.
-    pub fn len(&self) -> usize {
+    /// The number of frames (the same as `frames().len()`).
+    ///
+    /// There is no `len`: the `zmq` crate's `Message::len` counts bytes, and
+    /// a message here is a list of frames, so each count says its unit. For
+    /// bytes, see [`byte_len`](Self::byte_len).
+    pub fn frame_count(&self) -> usize {
         self.frames.len()
     }
 
@@ -65,8 +70,9 @@ impl Message {
         self.frames.is_empty()
     }
 
-    /// Total payload bytes over all frames.
-    pub fn size(&self) -> usize {
+    /// Total payload bytes over all frames (what the `zmq` crate's `len`
+    /// gives for a one-frame message).
+    pub fn byte_len(&self) -> usize {
         match self.frames.as_slice() {
             [only] => only.len(),
             many => many.iter().map(Bytes::len).sum(),
@@ -188,8 +194,8 @@ mod tests {
         m.push_front("id");
         assert_eq!(m.frames(), &[&b"id"[..], b"", b"body"]);
         assert_eq!(m.pop_front().unwrap(), "id");
-        assert_eq!(m.len(), 2);
-        assert_eq!(m.size(), 4);
+        assert_eq!(m.frame_count(), 2);
+        assert_eq!(m.byte_len(), 4);
         assert_eq!(m.concat(), "body");
     }
 

@@ -251,7 +251,7 @@ proptest! {
         prop_assert_eq!(&whole, &one_by_one);
         for item in &whole.0 {
             if let Item::Message(m) = item {
-                prop_assert!(!m.is_empty() && m.size() <= max);
+                prop_assert!(!m.is_empty() && m.byte_len() <= max);
             }
         }
     }

@@ -137,9 +137,15 @@ fn conversation(title: &str, endpoint: &str) -> Result<()> {
     let mut cmd = me()?;
     cmd.args(["echo", &bound]);
     let mut child = cmd.spawn().context("cannot start the echo child")?;
-    let Some(channel) = listener.accept_timeout(Duration::from_secs(10))? else {
-        let _ = child.kill();
-        bail!("the child did not connect to {bound}");
+    let channel = match listener.accept_timeout(Duration::from_secs(10)) {
+        Ok(channel) => channel,
+        Err(e) => {
+            let _ = child.kill();
+            if e.is_timeout() {
+                bail!("the child did not connect to {bound}");
+            }
+            return Err(e.into());
+        }
     };
     let peer = channel
         .peer()
@@ -266,7 +272,7 @@ fn echo(
 ) -> Result<()> {
     loop {
         match recv() {
-            Ok(m) if m.first().is_some_and(|f| f == "hello") && m.len() > 1 => {
+            Ok(m) if m.first().is_some_and(|f| f == "hello") && m.frame_count() > 1 => {
                 send(Message::from_frames([
                     "hello".to_owned(),
                     format!("from the child, pid {}", std::process::id()),

@@ -284,6 +284,23 @@ fn xsub_subscribes_upstream_and_xpub_prints_the_subscription() {
 }
 
 #[test]
+fn xpub_with_count_publishes_piped_stdin_to_a_real_subscriber_before_exiting() {
+    // The subscription is the one message --count 1 waits for; the piped
+    // line must still go out after it, not be dropped at exit.
+    let (ep, _dir) = ipc_endpoint();
+    let sub = start(conduit().args(["sub", "--connect", &ep, "--count", "1", "--timeout", "20"]));
+    let xpub = run_with_input(
+        conduit().args(["xpub", "--bind", &ep, "--count", "1", "--timeout", "20"]),
+        b"weather 21C\n",
+    );
+    assert_code(&xpub, 0);
+    assert_eq!(stdout(&xpub), "\\x01\n");
+    let sub = finish(sub);
+    assert_code(&sub, 0);
+    assert_eq!(stdout(&sub), "weather 21C\n");
+}
+
+#[test]
 fn sub_with_no_publisher_times_out_with_1_and_without_count_ends_idle_with_0() {
     let (ep, _dir) = ipc_endpoint();
     let got = run(conduit().args(["sub", "--bind", &ep, "--timeout", "0.2"]));

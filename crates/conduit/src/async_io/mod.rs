@@ -7,11 +7,15 @@
 //!   descriptor says something changed. No thread is started per socket or
 //!   channel; waiting is tokio's reactor watching a descriptor.
 //! - [`AsyncSocket`]: the socket's receive readiness eventfd (level-triggered,
-//!   readable exactly while a message is queued or the socket is closed) and
-//!   its send readiness eventfd (written on every change that may let a send
-//!   through, while a sender waits), both duplicated into tokio's `AsyncFd`.
-//!   Asking for them pins the socket to its I/O thread (`engine/io_thread.rs`),
-//!   which then does all of its reading and writing.
+//!   readable exactly while a message is queued or the socket is closed, kept
+//!   so only while a task waits on it), its send readiness eventfd (written on
+//!   every change that may let a send through, while a sender waits), and its
+//!   reactor's epoll descriptor, all duplicated into tokio's `AsyncFd`. A
+//!   waiting task steps the reactor itself when that is readable, as a
+//!   blocking `recv` does, so the socket's I/O thread stays out of the way
+//!   (`engine/io_thread.rs`); a message the task queues itself needs no
+//!   signal of the eventfd, which is why it counts as a waiter only while it
+//!   waits.
 //! - [`AsyncChannel`]: a channel has no I/O thread; its connection is the
 //!   descriptor. Its receive waits on that descriptor's readability after the
 //!   channel's own buffer is found empty; its send waits on writability.

@@ -124,10 +124,15 @@ impl Shared {
             tokio::time::sleep(Duration::from_millis(1)).await;
             return Ok(());
         }
+        // Read what has arrived, on this task (the `try_recv` before this
+        // wait has if this task leases the reactor already).
+        self.socket.step_unless_leased();
         loop {
-            // Read what has arrived, on this task.
-            self.socket.step_now();
-            if self.socket.has_message() {
+            // Counted as a waiter (so that what another thread queues
+            // signals the descriptor) only while waiting: what this task
+            // queues itself, it sees without a signal.
+            let watch = RecvWatch::new(&self.socket);
+            if watch.had_message {
                 return Ok(());
             }
             match first_ready(&self.readable, &self.reactor).await {
@@ -144,8 +149,13 @@ impl Shared {
                 }
                 Either::Second(guard) => {
                     // I/O to do: clear (an event after the step below makes
-                    // a new edge) and step the reactor at the top.
+                    // a new edge), stop waiting, and step the reactor.
                     guard.map_err(wait_error)?.clear_ready();
+                    drop(watch);
+                    self.socket.step_now();
+                    if self.socket.has_message() {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -170,8 +180,9 @@ impl Shared {
     /// Waits for a change that may let a send through. The caller counts
     /// itself as a waiter ([`Waiting`]) before its last `try_send`.
     async fn wait_writable(self: Arc<Self>) -> Result<(), Error> {
-        // Write what the kernel now takes, on this task.
-        self.socket.step_now();
+        // Write what the kernel now takes, on this task (the `try_send`
+        // before this wait has if this task leases the reactor already).
+        self.socket.step_unless_leased();
         // Every signal of the send eventfd is a write, so a new edge; its
         // counter is never read here (see `Socket::count_send_waiter`).
         // Reactor readiness: room may have come once it is stepped.
@@ -248,6 +259,29 @@ async fn first_ready<'a>(
         Poll::Pending
     })
     .await
+}
+
+/// Counts a task as waiting on the receive readiness descriptor while it
+/// lives (also when the wait is cancelled).
+struct RecvWatch<'a> {
+    socket: &'a Socket,
+    /// A message was queued (or the socket closed) when the wait began.
+    had_message: bool,
+}
+
+impl<'a> RecvWatch<'a> {
+    fn new(socket: &'a Socket) -> RecvWatch<'a> {
+        RecvWatch {
+            socket,
+            had_message: socket.watch_recv(true),
+        }
+    }
+}
+
+impl Drop for RecvWatch<'_> {
+    fn drop(&mut self) {
+        self.socket.watch_recv(false);
+    }
 }
 
 /// Counts a sender as waiting for room while it lives.

@@ -34,7 +34,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::error::Error;
+use crate::error::{Error, Misuse};
 
 mod conn;
 mod connect;
@@ -73,17 +73,13 @@ static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 /// ```
 pub fn set_io_threads(n: usize) -> Result<(), Error> {
     if n == 0 {
-        return Err(Error::Unsupported(
-            "at least one I/O thread is needed".into(),
-        ));
+        return Err(Misuse::NoIoThreads.into());
     }
     if ENGINE.get().is_some() {
         if io_threads() == n {
             return Ok(());
         }
-        return Err(Error::WrongState(
-            "the I/O threads have started: set their number before the first socket",
-        ));
+        return Err(Misuse::IoThreadsStarted.into());
     }
     REQUESTED.store(n, Ordering::Relaxed);
     Ok(())

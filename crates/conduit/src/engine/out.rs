@@ -262,7 +262,7 @@ impl PeerOut {
         let idle = st.buf.is_empty();
         st.push_message(&msg);
         st.msgs += 1;
-        if idle && (msg.size() >= DIRECT_SIZE || !pace::streaming()) {
+        if idle && (msg.byte_len() >= DIRECT_SIZE || !pace::streaming()) {
             self.write_now(&mut st);
             pace::wrote_direct();
             return Ok(());

@@ -834,7 +834,7 @@ impl Reactor {
                 self.end(
                     token,
                     Ended {
-                        error: Some(Error::Unsupported(reason)),
+                        error: Some(Error::PeerRejected(reason)),
                     },
                     now,
                 );

@@ -112,6 +112,11 @@ pub(crate) struct State {
     ready_signalled: bool,
     /// Pollers waiting for this socket to accept a send.
     pub(crate) send_watchers: usize,
+    /// Async tasks waiting on the receive readiness descriptor
+    /// (`watch_recv`). While there are none and nobody else was given the
+    /// descriptor, it is not kept up to date: a task that reads its own
+    /// messages saves a write and a read of it per message.
+    recv_waiters: usize,
     /// Bumped by every change an application thread may wait for.
     pub(crate) changes: u64,
 }
@@ -290,7 +295,7 @@ impl Core {
     /// is queued for the application or the socket is closed. Costs nothing
     /// until the descriptor is asked for.
     pub(crate) fn update_readiness(&self, st: &mut State) {
-        if !self.readiness.used.load(Ordering::Relaxed) {
+        if !self.readiness.used.load(Ordering::Relaxed) && st.recv_waiters == 0 {
             return;
         }
         let want = st.has_queued() || st.closing;
@@ -323,6 +328,30 @@ impl Core {
         self.readiness.recv.as_fd()
     }
 
+    /// The receive readiness descriptor for the async adapter, kept up to
+    /// date only while a task waits on it ([`watch_recv`](Self::watch_recv)).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn async_recv_fd(&self) -> BorrowedFd<'_> {
+        self.readiness.recv.as_fd()
+    }
+
+    /// An async task starts (`true`) or stops waiting on the receive
+    /// readiness descriptor. Starting brings the descriptor up to date (it
+    /// may be stale from while nobody waited), so that the next message
+    /// queued is a new edge. Returns whether a message is queued (or the
+    /// socket closed): then there is nothing to wait for.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn watch_recv(&self, on: bool) -> bool {
+        let mut st = self.lock();
+        if on {
+            st.recv_waiters += 1;
+            self.update_readiness(&mut st);
+        } else {
+            st.recv_waiters -= 1;
+        }
+        st.has_queued() || st.closing
+    }
+
     /// The reactor's epoll descriptor: readable when the socket has I/O to do.
     #[cfg(feature = "tokio")]
     pub(crate) fn reactor_fd(&self) -> BorrowedFd<'_> {
@@ -335,6 +364,18 @@ impl Core {
     #[cfg(feature = "tokio")]
     pub(crate) fn step_now(&self) {
         self.drive(Some(std::time::Duration::ZERO));
+    }
+
+    /// As [`step_now`](Self::step_now), unless an application thread leases
+    /// the reactor already: then the `try_*` call that just found nothing
+    /// stepped it (`wait_app` with `Wait::Never`), and another step would be
+    /// an empty `epoll_wait`. Otherwise the step takes the reactor over from
+    /// the I/O thread, so the next message is read by the task that wants it.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_unless_leased(&self) {
+        if !self.doorbell.leased() {
+            self.step_now();
+        }
     }
 
     /// The descriptor a poller waits on for a send to become possible.

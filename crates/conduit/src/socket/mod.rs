@@ -9,7 +9,6 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use conduit_proto::{HeartbeatConfig, Message, PeerInfo, SocketType, SubscriptionLimits};
 
 use self::core::Core;
@@ -93,30 +92,13 @@ pub struct SocketBuilder {
     options: SocketOptions,
 }
 
-impl SocketBuilder {
-    /// Sets the send high-water mark: messages queued per peer (default 1000).
-    pub fn send_hwm(mut self, messages: usize) -> Self {
-        self.options.channel.sndhwm = messages;
-        self
-    }
+crate::options::connection_options!(SocketBuilder);
 
+impl SocketBuilder {
     /// Sets the receive high-water mark: messages held per peer before the socket
     /// stops reading from it (default 1000).
     pub fn recv_hwm(mut self, messages: usize) -> Self {
         self.options.rcvhwm = messages.max(1);
-        self
-    }
-
-    /// How long closing waits for queued messages to go out (default: as long as
-    /// it takes, like libzmq's linger of -1).
-    pub fn linger(mut self, linger: Duration) -> Self {
-        self.options.channel.linger = Some(linger);
-        self
-    }
-
-    /// The identity announced to peers; a ROUTER peer addresses us by it.
-    pub fn identity(mut self, identity: impl Into<Bytes>) -> Self {
-        self.options.channel.local.identity = identity.into();
         self
     }
 
@@ -137,25 +119,6 @@ impl SocketBuilder {
             timeout,
             ttl,
         };
-        self
-    }
-
-    /// How long a new connection has to complete its handshake (default 5 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.options.channel.handshake_timeout = timeout;
-        self
-    }
-
-    /// Largest message accepted from a peer (default 64 MiB); a peer that sends
-    /// a larger one is disconnected.
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.options.channel.max_message_size = bytes;
-        self
-    }
-
-    /// Permission bits of `ipc://` socket files this socket binds (default 0o600).
-    pub fn ipc_mode(mut self, mode: u32) -> Self {
-        self.options.channel.ipc_mode = mode;
         self
     }
 
@@ -223,6 +186,12 @@ impl SocketBuilder {
     pub fn on_event(mut self, f: impl Fn(&SocketEvent) + Send + Sync + 'static) -> Self {
         self.options.monitor = Some(Arc::new(f));
         self
+    }
+
+    /// The options the shared setters (`options.rs`, `connection_options!`)
+    /// write.
+    fn options_mut(&mut self) -> &mut crate::options::Options {
+        &mut self.options.channel
     }
 
     /// Security options: see the methods in `security.rs`.
@@ -499,12 +468,22 @@ impl Socket {
     /// the reactor (see `async_io`).
     #[cfg(feature = "tokio")]
     pub(crate) fn async_fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
-        (self.core().recv_fd_unpinned(), self.core().reactor_fd())
+        (self.core().async_recv_fd(), self.core().reactor_fd())
     }
 
     #[cfg(feature = "tokio")]
     pub(crate) fn step_now(&self) {
         self.core().step_now();
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn watch_recv(&self, on: bool) -> bool {
+        self.core().watch_recv(on)
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_unless_leased(&self) {
+        self.core().step_unless_leased();
     }
 
     /// Readable after a change that may allow a send, while a poller watches.

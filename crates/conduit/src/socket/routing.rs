@@ -9,7 +9,7 @@ use conduit_proto::{Message, PeerInfo, SocketType, SubscriptionMessage, envelope
 
 use super::core::{Core, Gave, Peer, State, send_subscription};
 use crate::engine::out::Refused;
-use crate::error::{Error, SendError};
+use crate::error::{Error, Misuse, SendError};
 use crate::reader::RecvFail;
 use crate::transport::Wait;
 use crate::writer::SendFail;
@@ -56,10 +56,9 @@ pub(crate) fn send(core: &Core, msg: Message, wait: Wait) -> Result<(), SendFail
             Ok(())
         }
         SocketType::XSub => send_upstream(core, st, msg),
-        SocketType::Pull | SocketType::Sub => Err(broken(
-            msg,
-            Error::Unsupported(format!("a {} socket cannot send", core.kind)),
-        )),
+        SocketType::Pull | SocketType::Sub => {
+            Err(broken(msg, Misuse::CannotSend(core.kind).into()))
+        }
     }
 }
 
@@ -114,10 +113,7 @@ fn send_request<'a>(
     wait: Wait,
 ) -> Result<(), SendFail> {
     if st.req.expecting.is_some() && !core.options.req_relaxed {
-        return Err(broken(
-            msg,
-            Error::WrongState("a REQ socket must receive the reply before sending another request"),
-        ));
+        return Err(broken(msg, Misuse::RequestPending.into()));
     }
     let request_id = core.options.req_correlate.then(|| {
         st.req.next_request_id = st.req.next_request_id.wrapping_add(1);
@@ -142,10 +138,7 @@ fn send_request<'a>(
 
 fn send_reply(mut st: MutexGuard<'_, State>, msg: Message) -> Result<(), SendFail> {
     let Some((peer_id, env)) = st.rep.take() else {
-        return Err(broken(
-            msg,
-            Error::WrongState("a REP socket must receive a request before sending a reply"),
-        ));
+        return Err(broken(msg, Misuse::NoRequestReceived.into()));
     };
     // A requester that left gets no reply; like libzmq, that is not an error.
     if let Some(i) = st.slot(peer_id).filter(|&i| !st.peers[i].gone) {
@@ -160,14 +153,8 @@ fn send_routed<'a>(
     mut msg: Message,
     wait: Wait,
 ) -> Result<(), SendFail> {
-    if msg.len() < 2 {
-        return Err(broken(
-            msg,
-            Error::Unsupported(
-                "a ROUTER message starts with the peer's routing id, then at least one frame"
-                    .into(),
-            ),
-        ));
+    if msg.frame_count() < 2 {
+        return Err(broken(msg, Misuse::NoRoutingId.into()));
     }
     let routing_id = msg.pop_front().expect("two frames or more");
     let mandatory = core.options.router_mandatory;
@@ -252,20 +239,13 @@ pub(crate) fn recv_with(
     let mut st = core.lock();
     match core.kind {
         SocketType::Push | SocketType::Pub => {
-            return Err(RecvFail::Broken(Error::Unsupported(format!(
-                "a {} socket cannot receive",
-                core.kind
-            ))));
+            return Err(RecvFail::Broken(Misuse::CannotReceive(core.kind).into()));
         }
         SocketType::Req if st.req.expecting.is_none() => {
-            return Err(RecvFail::Broken(Error::WrongState(
-                "a REQ socket must send a request before receiving",
-            )));
+            return Err(RecvFail::Broken(Misuse::NoRequestSent.into()));
         }
         SocketType::Rep if st.rep.is_some() => {
-            return Err(RecvFail::Broken(Error::WrongState(
-                "a REP socket must send the reply before receiving the next request",
-            )));
+            return Err(RecvFail::Broken(Misuse::ReplyPending.into()));
         }
         _ => {}
     }
@@ -320,10 +300,7 @@ fn next_message(
 /// SUB: subscribe to (`true`) or cancel one subscription to `topic`.
 pub(crate) fn subscribe(core: &Core, topic: &[u8], on: bool) -> Result<(), Error> {
     if core.kind != SocketType::Sub {
-        return Err(Error::Unsupported(format!(
-            "only a SUB socket subscribes (an XSUB sends subscription messages); this is a {}",
-            core.kind
-        )));
+        return Err(Misuse::NotSubscriber(core.kind).into());
     }
     let topic = Bytes::copy_from_slice(topic);
     let mut st = core.lock();

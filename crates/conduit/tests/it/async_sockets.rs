@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use conduit::{
-    AsyncChannel, AsyncSocket, Channel, Listener, Message, RecvError, SendTimeoutError, Socket,
-    SocketType,
+    AsyncChannel, AsyncSocket, Channel, Listener, Message, Misuse, RecvError, SendTimeoutError,
+    Socket, SocketType,
 };
 use futures_util::{SinkExt, StreamExt};
 
@@ -519,7 +519,7 @@ async fn closing_another_handle_ends_a_waiting_receive_and_the_stream() {
     closer.await.unwrap();
     assert!(matches!(
         s.send("x").await.unwrap_err().error,
-        conduit::Error::SocketClosed | conduit::Error::Unsupported(_)
+        conduit::Error::SocketClosed | conduit::Error::Misuse(_)
     ));
 }
 
@@ -546,13 +546,21 @@ async fn errors_are_the_blocking_ones() {
     let push = asocket(SocketType::Push);
     let e = push.recv().await.unwrap_err();
     assert!(
-        matches!(e, RecvError::Failed(conduit::Error::Unsupported(_))),
+        matches!(
+            e,
+            RecvError::Failed(conduit::Error::Misuse(Misuse::CannotReceive(
+                SocketType::Push
+            )))
+        ),
         "{e:?}"
     );
     let req = asocket(SocketType::Req);
     let e = req.recv().await.unwrap_err();
     assert!(
-        matches!(e, RecvError::Failed(conduit::Error::WrongState(_))),
+        matches!(
+            e,
+            RecvError::Failed(conduit::Error::Misuse(Misuse::NoRequestSent))
+        ),
         "{e:?}"
     );
     let e = push.send(Message::new()).await.unwrap_err();

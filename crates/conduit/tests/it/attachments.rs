@@ -221,7 +221,7 @@ fn a_file_a_channel_and_pipe_ends_arrive_open_in_a_child() {
         // those came along with the channel.
         let big = back.recv().unwrap();
         assert!(big.frames()[0].iter().all(|&b| b == 8));
-        back.send_value(&(big.size() as u64)).unwrap();
+        back.send_value(&(big.byte_len() as u64)).unwrap();
         // And the channel the child was spawned with still works.
         parent.send_value(&"done").unwrap();
         return;
@@ -231,7 +231,7 @@ fn a_file_a_channel_and_pipe_ends_arrive_open_in_a_child() {
     let (mine, theirs) = Channel::pair().unwrap();
     // Shared memory used before the end travels: its reader has the ledger.
     mine.send(vec![7u8; 1 << 20]).unwrap();
-    assert_eq!(theirs.recv().unwrap().size(), 1 << 20);
+    assert_eq!(theirs.recv().unwrap().byte_len(), 1 << 20);
     let (pipe_tx, pipe_rx) = conduit::pipe().unwrap();
     let (in_tx, in_rx) = conduit::pipe().unwrap();
     // Something in flight on the handed-over ends before they travel.
@@ -277,7 +277,7 @@ fn descriptors_of_dropped_messages_do_not_leak() {
             // Received and dropped with plain recv; received and dropped with
             // recv_fds; one typed value that takes fewer than came.
             for _ in 0..10 {
-                assert_eq!(b.recv().unwrap().len(), 1);
+                assert_eq!(b.recv().unwrap().frame_count(), 1);
             }
             for _ in 0..5 {
                 let (_, fds) = b.recv_fds().unwrap();
@@ -588,11 +588,11 @@ fn a_sender_waits_while_its_peer_leaves_shared_memory_unread() {
     }
     assert!(sent >= 1);
     for _ in 0..sent {
-        assert_eq!(b.recv().unwrap().size(), 64 << 20);
+        assert_eq!(b.recv().unwrap().byte_len(), 64 << 20);
     }
     // Read (and released): room again.
     a.send_timeout(big, Duration::from_secs(10)).unwrap();
-    assert_eq!(b.recv().unwrap().size(), 64 << 20);
+    assert_eq!(b.recv().unwrap().byte_len(), 64 << 20);
 }
 
 #[test]
@@ -672,7 +672,6 @@ fn a_libzmq_peer_gets_large_frames_inline_and_no_descriptors() {
     let peer = crate::pyzmq::Peer::start(&["PAIR", "connect", &endpoint, "echo", "1"]);
     let channel = listener
         .accept_timeout(Duration::from_secs(20))
-        .unwrap()
         .expect("pyzmq connected");
     assert!(!channel.peer().unwrap().is_conduit());
     let file = tempfile::tempfile().unwrap();
@@ -719,10 +718,10 @@ fn a_shared_frame_that_cannot_go_now_is_handed_back_and_the_channel_goes_on() {
         Err(conduit::TrySendError::Full(m)) => m,
         other => panic!("expected Full, got {other:?}"),
     };
-    assert_eq!(handed_back.size(), 1 << 20);
+    assert_eq!(handed_back.byte_len(), 1 << 20);
     let reader = std::thread::spawn(move || {
         for _ in 0..queued {
-            assert_eq!(b.recv().unwrap().size(), 60 << 10);
+            assert_eq!(b.recv().unwrap().byte_len(), 60 << 10);
         }
         b.recv().unwrap()
     });

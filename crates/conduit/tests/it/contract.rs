@@ -160,7 +160,7 @@ fn a_stalled_reader_makes_try_send_full_and_send_timeout_time_out() {
         // Everything accepted arrives once the reader reads.
         let closer = thread::spawn(move || tx.close().unwrap());
         for _ in 0..sent {
-            assert_eq!(rx.recv().unwrap().size(), 4096);
+            assert_eq!(rx.recv().unwrap().byte_len(), 4096);
         }
         assert!(matches!(rx.recv(), Err(RecvError::Closed)), "over {t}");
         closer.join().unwrap();
@@ -190,7 +190,7 @@ fn a_message_over_the_maximum_breaks_the_channel_without_reading_it() {
         tx.send(Message::from(vec![0u8; 1000])).unwrap();
         tx.send(Message::from_frames([vec![0u8; 600], vec![0u8; 600]]))
             .unwrap();
-        assert_eq!(rx.recv().unwrap().size(), 1000, "over {t}");
+        assert_eq!(rx.recv().unwrap().byte_len(), 1000, "over {t}");
         match rx.recv() {
             Err(RecvError::Failed(Error::Protocol(conduit::ProtocolError::MessageTooLarge {
                 max,

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use conduit::{
-    Channel, ChannelBuilder, Error, Interest, Poller, RecvError, Socket, SocketType, pipe,
+    Channel, ChannelBuilder, Error, Interest, Misuse, Poller, RecvError, Socket, SocketType, pipe,
 };
 
 use crate::server_child::{Config, Server, serve_if_child};
@@ -352,9 +352,12 @@ fn the_io_thread_count_is_fixed_once_sockets_exist() {
     );
     assert!(matches!(
         conduit::set_io_threads(n + 1),
-        Err(Error::WrongState(_))
+        Err(Error::Misuse(Misuse::IoThreadsStarted))
     ));
-    assert!(conduit::set_io_threads(0).is_err());
+    assert!(matches!(
+        conduit::set_io_threads(0),
+        Err(Error::Misuse(Misuse::NoIoThreads))
+    ));
 }
 
 /// The child of the descriptor-limit test: a PULL with only a few descriptors

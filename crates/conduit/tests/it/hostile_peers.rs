@@ -550,7 +550,7 @@ fn still_publishes(server: &mut Server, good: &Socket, context: &str) {
     server.command("SEND 3 5");
     for _ in 0..3 {
         let m = good.recv_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(m.size(), 5, "{context}");
+        assert_eq!(m.byte_len(), 5, "{context}");
     }
 }
 

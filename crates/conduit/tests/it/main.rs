@@ -1,5 +1,6 @@
 //! conduit's integration tests: one binary, one module per area.
 
+mod api_shapes;
 #[cfg(feature = "tokio")]
 mod async_sockets;
 mod attachments;
@@ -11,6 +12,7 @@ mod hostile_peers;
 mod inproc;
 mod interop_pair;
 mod interop_patterns;
+
 mod nothing_lost;
 mod pattern_connections;
 mod pattern_pipeline;

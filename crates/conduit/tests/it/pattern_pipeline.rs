@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use conduit::{
-    Error, Message, RecvTimeoutError, SendTimeoutError, Socket, SocketType, TrySendError,
+    Error, Message, Misuse, RecvTimeoutError, SendTimeoutError, Socket, SocketType, TrySendError,
 };
 
 use crate::sockets::*;
@@ -157,7 +157,9 @@ fn the_high_water_mark_holds_when_the_puller_stalls() {
     }
     for _ in 0..accepted {
         assert_eq!(
-            pull.recv_timeout(Duration::from_secs(10)).unwrap().size(),
+            pull.recv_timeout(Duration::from_secs(10))
+                .unwrap()
+                .byte_len(),
             64 << 10
         );
     }
@@ -202,9 +204,15 @@ fn wrong_directions_are_refused() {
     let pull = socket(SocketType::Pull);
     assert!(matches!(
         push.try_recv(),
-        Err(conduit::TryRecvError::Failed(Error::Unsupported(_)))
+        Err(conduit::TryRecvError::Failed(Error::Misuse(
+            Misuse::CannotReceive(SocketType::Push)
+        )))
     ));
     let err = pull.send("x").unwrap_err();
+    assert!(matches!(
+        err.error,
+        Error::Misuse(Misuse::CannotSend(SocketType::Pull))
+    ));
     assert_eq!(err.error.to_string(), "a PULL socket cannot send");
     assert_eq!(err.into_message(), Message::from("x"));
 }

@@ -186,7 +186,11 @@ fn a_slow_subscriber_loses_messages_but_never_slows_the_publisher() {
     let payload = vec![7u8; 4096];
     let reader = std::thread::spawn(move || {
         (0..N)
-            .map(|_| fast.recv_timeout(Duration::from_secs(10)).unwrap().size())
+            .map(|_| {
+                fast.recv_timeout(Duration::from_secs(10))
+                    .unwrap()
+                    .byte_len()
+            })
             .sum::<usize>()
     });
     let mut slowest_send = Duration::ZERO;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use conduit::{Error, Message, RecvTimeoutError, Socket, SocketType};
+use conduit::{Error, Message, Misuse, RecvTimeoutError, Socket, SocketType};
 
 use crate::sockets::*;
 
@@ -38,14 +38,17 @@ fn req_and_rep_enforce_their_turns() {
     let req = connected(SocketType::Req, &ep);
     assert!(matches!(
         req.try_recv(),
-        Err(conduit::TryRecvError::Failed(Error::WrongState(_)))
+        Err(conduit::TryRecvError::Failed(Error::Misuse(
+            Misuse::NoRequestSent
+        )))
     ));
     assert!(matches!(
         rep.send("unasked").unwrap_err().error,
-        Error::WrongState(_)
+        Error::Misuse(Misuse::NoRequestReceived)
     ));
     req.send("one").unwrap();
     let err = req.send("two").unwrap_err();
+    assert!(matches!(err.error, Error::Misuse(Misuse::RequestPending)));
     assert_eq!(
         err.error.to_string(),
         "a REQ socket must receive the reply before sending another request"
@@ -53,7 +56,9 @@ fn req_and_rep_enforce_their_turns() {
     rep.recv().unwrap();
     assert!(matches!(
         rep.try_recv(),
-        Err(conduit::TryRecvError::Failed(Error::WrongState(_)))
+        Err(conduit::TryRecvError::Failed(Error::Misuse(
+            Misuse::ReplyPending
+        )))
     ));
 }
 

@@ -78,7 +78,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
 
     // Checks a message the ROUTER received against the model.
     let check = |m: Message, pending: &mut HashMap<(usize, u32), VecDeque<u32>>| {
-        prop_assert_eq!(m.len(), 2, "{:?}", m);
+        prop_assert_eq!(m.frame_count(), 2, "{:?}", m);
         let from = String::from_utf8_lossy(&m.frames()[0]).into_owned();
         let body = String::from_utf8_lossy(&m.frames()[1]).into_owned();
         let parse = || -> Option<(usize, u32, u32)> {

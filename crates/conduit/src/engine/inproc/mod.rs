@@ -184,12 +184,12 @@ fn link(connecter: &Arc<Core>, binder: &Arc<Core>, name: &str) -> Result<(), Err
     let to_connecter = Pipe::new(id, binder.options.channel.sndhwm, Arc::downgrade(binder));
     let c_peer = connecter
         .add_peer(info_of(binder), Outlet::Inproc(to_binder.clone()))
-        .map_err(Error::Unsupported)?;
+        .map_err(Error::PeerRejected)?;
     let b_peer = match binder.add_peer(info_of(connecter), Outlet::Inproc(to_connecter.clone())) {
         Ok(peer) => peer,
         Err(reason) => {
             connecter.remove_peer(c_peer);
-            return Err(Error::Unsupported(reason));
+            return Err(Error::PeerRejected(reason));
         }
     };
     let halves = [
