@@ -23,9 +23,9 @@ pub enum Impl {
     /// libzmq through its C API: PAIR for latency, PUSH/PULL for throughput.
     Libzmq,
     /// conduit's pattern `Socket`: PAIR for latency, PUSH/PULL for throughput
-    /// (ipc and tcp). Each peer is a `Channel` read by its own thread, which hands
-    /// messages to the application's thread through a queue, except that an
-    /// application thread waiting in `recv` reads a socket's only peer itself.
+    /// (ipc and tcp), on the event-driven engine: one I/O thread per process,
+    /// and an application thread waiting in `recv` steps the socket's reactor
+    /// itself.
     #[value(name = "conduit-socket")]
     #[serde(rename = "conduit-socket")]
     ConduitSocket,
@@ -70,6 +70,16 @@ pub enum Impl {
     #[value(name = "conduit-curve")]
     #[serde(rename = "conduit-curve")]
     ConduitCurve,
+    /// `conduit-socket` with `busy_poll` (issue 11): a waiting thread polls
+    /// its socket for up to `conduit_impl::SPIN` before it sleeps.
+    #[value(name = "conduit-spin")]
+    #[serde(rename = "conduit-spin")]
+    ConduitSpin,
+    /// `raw` receiving with non-blocking reads in a loop that never sleeps:
+    /// what busy-polling can reach (round trips over ipc and tcp).
+    #[value(name = "raw-spin")]
+    #[serde(rename = "raw-spin")]
+    RawSpin,
     /// `libzmq` with CURVE (`ZMQ_CURVE_SERVER` on the local end), the same keys.
     #[value(name = "libzmq-curve")]
     #[serde(rename = "libzmq-curve")]
@@ -154,12 +164,15 @@ impl Case {
             | Impl::ConduitSocket
             | Impl::ConduitCurve
             | Impl::ConduitAsync
+            | Impl::ConduitSpin
             | Impl::LibzmqCurve
             | Impl::Omq
             | Impl::OmqSpin
             | Impl::OmqAsync => self.transport != Transport::Pipe,
             // Batching has nothing to batch in a ping-pong.
             Impl::RawBatch => self.mode == Mode::Thr,
+            // Spinning only changes how a waiting end wakes: round trips.
+            Impl::RawSpin => self.mode == Mode::Lat && self.transport != Transport::Pipe,
             Impl::Conduit | Impl::Raw => true,
             Impl::ConduitInline | Impl::ConduitShared | Impl::IpcChannel => {
                 self.transport == Transport::Ipc

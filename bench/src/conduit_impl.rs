@@ -164,6 +164,9 @@ pub fn open_socket(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>>
     }))
 }
 
+/// How long `conduit-spin` busy-polls before sleeping: as `omq-spin`.
+pub const SPIN: std::time::Duration = crate::omq_impl::SPIN;
+
 /// A bound or connected conduit `Socket` for `case`: the local end binds (PAIR
 /// for a round trip, PULL for a stream), the remote one connects (PAIR, PUSH).
 /// With `conduit-curve`, the local end is the CURVE server and the remote end
@@ -175,6 +178,14 @@ pub fn socket_end(case: &Case, role: Role, meet: &Meet) -> Result<Socket> {
         (Mode::Thr, Role::Remote) => SocketType::Push,
     };
     let mut builder = Socket::builder(kind);
+    if meet.sockbuf > 0 {
+        builder = builder
+            .send_buffer_size(meet.sockbuf)
+            .recv_buffer_size(meet.sockbuf);
+    }
+    if case.imp == Impl::ConduitSpin {
+        builder = builder.busy_poll(SPIN);
+    }
     if case.imp == Impl::ConduitCurve {
         let (server, client) = curve_keys();
         builder = match role {

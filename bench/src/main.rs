@@ -208,6 +208,8 @@ fn plan(args: &RunArgs) -> Result<runner::Plan> {
                         | Impl::ConduitCurve
                         | Impl::LibzmqCurve
                         | Impl::ConduitAsync
+                        | Impl::ConduitSpin
+                        | Impl::RawSpin
                 )
             });
         }

@@ -80,9 +80,11 @@ pub struct PeerArgs {
 fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
     match case.imp {
         Impl::Conduit => conduit_impl::open(case, role, meet),
-        Impl::ConduitSocket | Impl::ConduitCurve => conduit_impl::open_socket(case, role, meet),
+        Impl::ConduitSocket | Impl::ConduitCurve | Impl::ConduitSpin => {
+            conduit_impl::open_socket(case, role, meet)
+        }
         Impl::ConduitAsync => conduit_async::open(case, role, meet),
-        Impl::Raw | Impl::RawBatch => raw::open(case, role, meet),
+        Impl::Raw | Impl::RawBatch | Impl::RawSpin => raw::open(case, role, meet),
         Impl::Libzmq | Impl::LibzmqCurve => zmq_impl::open(case, role, meet),
         Impl::ConduitInline
         | Impl::ConduitShared

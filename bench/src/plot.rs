@@ -25,6 +25,8 @@ fn color(imp: Impl) -> &'static str {
         Impl::Libzmq => "#d62728",
         Impl::ConduitCurve => "#98df8a",
         Impl::ConduitAsync => "#17becf",
+        Impl::ConduitSpin => "#bcbd22",
+        Impl::RawSpin => "#636363",
         Impl::LibzmqCurve => "#ff9896",
         Impl::ConduitInline => "#9ecae1",
         Impl::ConduitTyped => "#6baed6",

@@ -8,6 +8,9 @@
 //! sender made one write each). So a small-message stream is limited by the
 //! sender's write per message; `raw-batch` lifts that.
 //!
+//! The `raw-spin` variant reads without blocking in a loop that never sleeps
+//! (round trips only): what busy-polling can reach.
+//!
 //! The `raw-batch` variant sends 64 messages per `writev` instead: the ceiling
 //! for a library that batches small messages. With `--sockbuf` both ask for
 //! that SO_SNDBUF and SO_RCVBUF, as every implementation then does.
@@ -37,6 +40,8 @@ struct RawLink {
     /// Messages per write (1, or BATCH), and how many are waiting for it.
     batch: usize,
     waiting: usize,
+    /// `raw-spin`: read without blocking, again and again, until bytes come.
+    spin: bool,
     /// Received bytes; `buf[start..end]` is not consumed yet.
     buf: Vec<u8>,
     start: usize,
@@ -44,7 +49,7 @@ struct RawLink {
 }
 
 impl RawLink {
-    fn new(rd: OwnedFd, wr: OwnedFd, size: usize, batch: usize) -> RawLink {
+    fn new(rd: OwnedFd, wr: OwnedFd, size: usize, batch: usize, spin: bool) -> RawLink {
         let mut out = Vec::with_capacity(PREFIX + size);
         out.extend_from_slice(&(size as u32).to_le_bytes());
         out.resize(PREFIX + size, 0xA5);
@@ -54,6 +59,7 @@ impl RawLink {
             out,
             batch,
             waiting: 0,
+            spin,
             buf: vec![0; (2 * (PREFIX + size)).max(256 << 10)],
             start: 0,
             end: 0,
@@ -89,7 +95,11 @@ impl RawLink {
                 self.start = 0;
                 self.end = 0;
             }
-            let n = self.rd.read(&mut self.buf[self.end..])?;
+            let n = if self.spin {
+                self.read_spinning()?
+            } else {
+                self.rd.read(&mut self.buf[self.end..])?
+            };
             if n == 0 {
                 if self.start != self.end {
                     bail!("the stream ended inside a message");
@@ -97,6 +107,21 @@ impl RawLink {
                 return Ok(None);
             }
             self.end += n;
+        }
+    }
+
+    /// Reads without blocking until something (or the end) comes.
+    fn read_spinning(&mut self) -> Result<usize> {
+        loop {
+            match rustix::net::recv(
+                &self.rd,
+                &mut self.buf[self.end..],
+                rustix::net::RecvFlags::DONTWAIT,
+            ) {
+                Ok((n, _)) => return Ok(n),
+                Err(rustix::io::Errno::AGAIN) => std::hint::spin_loop(),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -192,5 +217,6 @@ pub fn open(case: &Case, role: Role, meet: Meet) -> Result<Box<dyn Link>> {
         rustix::net::sockopt::set_socket_recv_buffer_size(&wr, sockbuf)?;
     }
     let batch = if case.imp == Impl::RawBatch { BATCH } else { 1 };
-    Ok(Box::new(RawLink::new(rd, wr, case.size, batch)))
+    let spin = case.imp == Impl::RawSpin;
+    Ok(Box::new(RawLink::new(rd, wr, case.size, batch, spin)))
 }

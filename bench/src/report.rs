@@ -135,9 +135,11 @@ pub fn impls_in(rows: &[Row], mode: Mode) -> Vec<Impl> {
         Impl::Conduit,
         Impl::ConduitSocket,
         Impl::ConduitAsync,
+        Impl::ConduitSpin,
         Impl::ConduitCurve,
         Impl::Raw,
         Impl::RawBatch,
+        Impl::RawSpin,
         Impl::Libzmq,
         Impl::LibzmqCurve,
         Impl::ConduitInline,
@@ -189,6 +191,7 @@ fn table(
                 Impl::Conduit
                     | Impl::ConduitSocket
                     | Impl::ConduitAsync
+                    | Impl::ConduitSpin
                     | Impl::ConduitCurve
                     | Impl::LibzmqCurve
             )

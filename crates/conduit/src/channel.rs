@@ -100,35 +100,6 @@ impl ChannelBuilder {
         Arc::make_mut(&mut self.options.security)
     }
 
-    /// The socket's send buffer (`SO_SNDBUF`, libzmq's `ZMQ_SNDBUF`) in bytes;
-    /// default 0: the kernel's own (over TCP, with its automatic tuning, which
-    /// a fixed size turns off). The kernel doubles the value and caps it at
-    /// `net.core.wmem_max`. A buffer that holds a whole large message takes
-    /// fewer wake-ups per message but more CPU when both ends share a core:
-    /// docs/large-messages.md has the measurements.
-    ///
-    /// ```no_run
-    /// use conduit::Channel;
-    ///
-    /// let ch = Channel::builder()
-    ///     .send_buffer_size(1 << 20)
-    ///     .recv_buffer_size(1 << 20)
-    ///     .connect("ipc:///tmp/bulk.sock")?;
-    /// # Ok::<(), conduit::Error>(())
-    /// ```
-    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
-        self.options.send_buffer_size = bytes;
-        self
-    }
-
-    /// The socket's receive buffer (`SO_RCVBUF`, libzmq's `ZMQ_RCVBUF`) in
-    /// bytes; default 0, the kernel's own, as for
-    /// [`send_buffer_size`](Self::send_buffer_size).
-    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
-        self.options.recv_buffer_size = bytes;
-        self
-    }
-
     /// Connects to `endpoint` and completes the handshake, now: a channel is
     /// one connection, so this returns it connected or fails. A refused
     /// connect (or a missing `ipc` path) is retried for the

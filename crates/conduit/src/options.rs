@@ -41,7 +41,7 @@ pub(crate) struct Options {
     /// Unix socket (`None`: never; channels from a `ChannelBuilder` default to
     /// `shm::DEFAULT_SHM_THRESHOLD`).
     pub(crate) shm_threshold: Option<usize>,
-    /// `SO_SNDBUF` / `SO_RCVBUF` for a `Channel`'s socket; 0 keeps the kernel's
+    /// `SO_SNDBUF` / `SO_RCVBUF` for each connection; 0 keeps the kernel's
     /// default (and, over TCP, its automatic tuning): measured best for large
     /// messages on one core, see docs/large-messages.md.
     pub(crate) send_buffer_size: usize,
@@ -125,6 +125,39 @@ macro_rules! connection_options {
             /// (default 0o600, owner only).
             pub fn ipc_mode(mut self, mode: u32) -> Self {
                 self.options_mut().ipc_mode = mode;
+                self
+            }
+
+            /// The send buffer (`SO_SNDBUF`, libzmq's `ZMQ_SNDBUF`) of each
+            /// Unix or TCP connection, in bytes; default 0: the kernel's own
+            /// (over TCP, with its automatic tuning, which a fixed size turns
+            /// off). The kernel doubles the value and caps it at
+            /// `net.core.wmem_max`. A buffer that holds a whole large message
+            /// takes fewer wake-ups per message but more CPU when both ends
+            /// share a core: docs/large-messages.md has the measurements.
+            ///
+            /// ```no_run
+            /// use conduit::{Channel, Socket, SocketType};
+            ///
+            /// let ch = Channel::builder()
+            ///     .send_buffer_size(1 << 20)
+            ///     .recv_buffer_size(1 << 20)
+            ///     .connect("ipc:///tmp/bulk.sock")?;
+            /// let push = Socket::builder(SocketType::Push)
+            ///     .send_buffer_size(1 << 20)
+            ///     .build()?;
+            /// # Ok::<(), conduit::Error>(())
+            /// ```
+            pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+                self.options_mut().send_buffer_size = bytes;
+                self
+            }
+
+            /// The receive buffer (`SO_RCVBUF`, libzmq's `ZMQ_RCVBUF`) of each
+            /// Unix or TCP connection, in bytes; default 0, the kernel's own,
+            /// as for [`send_buffer_size`](Self::send_buffer_size).
+            pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+                self.options_mut().recv_buffer_size = bytes;
                 self
             }
         }

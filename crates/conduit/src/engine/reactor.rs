@@ -642,6 +642,13 @@ impl Reactor {
         connecting: bool,
         now: Instant,
     ) -> Option<usize> {
+        let options = &core.options.channel;
+        if let Err(error) =
+            stream.set_buffer_sizes(options.send_buffer_size, options.recv_buffer_size)
+        {
+            core.emit(SocketEvent::HandshakeFailed { link, error });
+            return None;
+        }
         let serial = self.serial();
         let entry = self.sources.vacant_entry();
         let token = entry.key();

@@ -413,6 +413,13 @@ impl Core {
             Wait::Until(d) => Some(d),
         };
         let seen = st.changes;
+        if !self.options.busy_poll.is_zero() {
+            let (guard, changed) = self.spin(st, seen, deadline);
+            st = guard;
+            if changed {
+                return Ok(st);
+            }
+        }
         match self.try_drive(st, seen, deadline) {
             Ok(guard) => st = guard,
             Err(guard) => {
@@ -438,6 +445,38 @@ impl Core {
             return Err((st, Gave::Up));
         }
         Ok(st)
+    }
+
+    /// Busy-polls (`busy_poll`): steps the reactor without waiting until
+    /// something changes, the spin time runs out or `deadline` comes.
+    /// Between looks the thread yields the core, so that a peer sharing it
+    /// runs at once instead of waiting out the spin. True if something
+    /// changed.
+    fn spin<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        seen: u64,
+        deadline: Option<Instant>,
+    ) -> (MutexGuard<'a, State>, bool) {
+        let mut end = Instant::now() + self.options.busy_poll;
+        if let Some(d) = deadline {
+            end = end.min(d);
+        }
+        let mut first = true;
+        loop {
+            drop(st);
+            if !std::mem::take(&mut first) {
+                std::thread::yield_now();
+            }
+            self.drive(Some(std::time::Duration::ZERO));
+            st = self.lock();
+            if st.changes != seen || st.closing {
+                return (st, true);
+            }
+            if Instant::now() >= end {
+                return (st, false);
+            }
+        }
     }
 
     /// Runs one step of the reactor on this thread, blocking in it until

@@ -34,6 +34,9 @@ pub(crate) struct SocketOptions {
     pub(crate) subscription_limits: SubscriptionLimits,
     /// Listen backlog of bound endpoints (`ZMQ_BACKLOG`).
     pub(crate) backlog: u32,
+    /// How long a thread about to wait on the socket busy-polls it first
+    /// (zero: never).
+    pub(crate) busy_poll: Duration,
     pub(crate) monitor: Option<Monitor>,
 }
 
@@ -64,6 +67,7 @@ impl SocketOptions {
             xpub_verbose: false,
             subscription_limits: SubscriptionLimits::default(),
             backlog: crate::options::DEFAULT_BACKLOG,
+            busy_poll: Duration::ZERO,
             monitor: None,
         }
     }

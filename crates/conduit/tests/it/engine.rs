@@ -6,7 +6,8 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use conduit::{
-    Channel, ChannelBuilder, Error, Interest, Misuse, Poller, RecvError, Socket, SocketType, pipe,
+    Channel, ChannelBuilder, Error, Interest, Misuse, Poller, RecvError, RecvTimeoutError, Socket,
+    SocketType, pipe,
 };
 
 use crate::server_child::{Config, Server, serve_if_child};
@@ -338,6 +339,102 @@ fn closing_after_making_room_without_waiting_completes() {
             "case {i}: close hung: {closed:?}"
         );
         drop(push);
+    }
+}
+
+/// The (SO_SNDBUF, SO_RCVBUF) of every socket descriptor this process has.
+fn socket_buffer_sizes() -> Vec<(i32, i32)> {
+    let get = |fd: i32, opt: i32| {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are valid for writing; a descriptor that is
+        // not a socket (or has closed meanwhile) fails, and is skipped.
+        let rc =
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &mut len) };
+        (rc == 0).then_some(v)
+    };
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|fd| Some((get(fd, libc::SO_SNDBUF)?, get(fd, libc::SO_RCVBUF)?)))
+        .collect()
+}
+
+#[test]
+fn buffer_sizes_apply_to_every_connection_of_a_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sizes no other test asks for, below the kernel's caps (the kernel
+    // doubles what it is given).
+    let (send, recv) = (150_001usize, 160_003usize);
+    let want = ((2 * send) as i32, (2 * recv) as i32);
+    for transport in ["ipc", "tcp"] {
+        let pull = Socket::builder(SocketType::Pull)
+            .send_buffer_size(send)
+            .recv_buffer_size(recv)
+            .build()
+            .unwrap();
+        let ep = pull.bind(&endpoint(transport, &dir, "buffers")).unwrap();
+        let push = Socket::builder(SocketType::Push)
+            .send_buffer_size(send)
+            .recv_buffer_size(recv)
+            .build()
+            .unwrap();
+        push.connect(&ep).unwrap();
+        push.send("sized").unwrap();
+        assert_eq!(recv_str(&pull), "sized");
+        // Both ends of the one connection: the accepted and the connected.
+        let sized = socket_buffer_sizes()
+            .into_iter()
+            .filter(|&sizes| sizes == want)
+            .count();
+        assert!(sized >= 2, "{transport}: {sized} descriptors have {want:?}");
+    }
+}
+
+#[test]
+fn busy_polling_sockets_answer_and_keep_their_deadlines() {
+    let dir = tempfile::tempdir().unwrap();
+    for transport in ["ipc", "tcp"] {
+        let spin = |kind| {
+            Socket::builder(kind)
+                .busy_poll(Duration::from_secs(1))
+                .build()
+                .unwrap()
+        };
+        let rep = spin(SocketType::Rep);
+        let ep = rep.bind(&endpoint(transport, &dir, "spin")).unwrap();
+        let req = spin(SocketType::Req);
+        req.connect(&ep).unwrap();
+        let server = std::thread::spawn(move || {
+            for _ in 0..100 {
+                let m = rep.recv().unwrap();
+                rep.send(m).unwrap();
+            }
+            rep
+        });
+        for i in 0..100 {
+            req.send(format!("{i}")).unwrap();
+            assert_eq!(recv_str(&req), format!("{i}"));
+        }
+        let rep = server.join().unwrap();
+        // A deadline shorter than the spin still ends the wait on time, and
+        // closing still wakes a spinning receiver.
+        let started = Instant::now();
+        assert!(matches!(
+            rep.recv_timeout(Duration::from_millis(20)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{transport}: spun past the deadline"
+        );
+        let waiter = rep.clone();
+        let blocked = std::thread::spawn(move || waiter.recv_timeout(Duration::from_secs(30)));
+        rep.close().unwrap();
+        assert!(matches!(
+            blocked.join().unwrap(),
+            Err(RecvTimeoutError::Closed)
+        ));
     }
 }
 
