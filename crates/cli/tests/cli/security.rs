@@ -283,53 +283,30 @@ fn a_curve_broker_forwards_between_secured_peers_and_refuses_wrong_keys() {
         "--curve-secret-key",
         &cert("worker.key_secret"),
     ]));
+    // A client of the frontend expecting `server`'s key, as the key pair in
+    // `secret` or as a new one.
+    let req = |data: &str, timeout: &str, server: &str, secret: Option<&str>| {
+        let mut cmd = conduit();
+        cmd.args(["req", "--connect", &front, "-d", data, "--timeout", timeout])
+            .args(["--curve-server-key", &cert(server)]);
+        if let Some(secret) = secret {
+            cmd.args(["--curve-secret-key", secret]);
+        }
+        run(&mut cmd)
+    };
     // A client whose key pair the frontend does not know: refused by the
     // proxy, nothing forwarded, and it gives up after its timeout.
-    let stranger = run(conduit().args([
-        "req",
-        "--connect",
-        &front,
-        "-d",
-        "let me in",
-        "--timeout",
-        "2",
-        "--curve-server-key",
-        &cert("front.key"),
-    ]));
+    let stranger = req("let me in", "2", "front.key", None);
     assert_code(&stranger, 1);
     assert_eq!(stdout(&stranger), "");
     // A known client that expects the backend's server key: its HELLO does
     // not open at the frontend, so it never gets in either.
-    let wrong_server = run(conduit().args([
-        "req",
-        "--connect",
-        &front,
-        "-d",
-        "wrong server",
-        "--timeout",
-        "2",
-        "--curve-server-key",
-        &cert("back.key"),
-        "--curve-secret-key",
-        &client_secret,
-    ]));
+    let wrong_server = req("wrong server", "2", "back.key", Some(&client_secret));
     assert_code(&wrong_server, 1);
     assert_eq!(stdout(&wrong_server), "");
     // The known client with the frontend's key: through the proxy to the
     // worker and back, sealed on both sides.
-    let client = run(conduit().args([
-        "req",
-        "--connect",
-        &front,
-        "-d",
-        "hello",
-        "--timeout",
-        "20",
-        "--curve-server-key",
-        &cert("front.key"),
-        "--curve-secret-key",
-        &client_secret,
-    ]));
+    let client = req("hello", "20", "front.key", Some(&client_secret));
     assert_code(&client, 0);
     assert_eq!(stdout(&client), "HELLO\n");
     assert_code(&finish(worker), 0);
@@ -352,39 +329,23 @@ fn a_curve_broker_forwards_between_secured_peers_and_refuses_wrong_keys() {
 
 #[test]
 fn proxy_security_errors_name_the_side() {
-    let out = run(conduit().args([
-        "proxy",
-        "streamer",
-        "--front-bind",
-        "tcp://127.0.0.1:*",
-        "--back-bind",
-        "tcp://127.0.0.1:*",
-        "--back-curve-server-key",
-        "not-a-key",
-    ]));
-    assert_code(&out, 2);
-    assert!(
-        stderr(&out).contains("--back-curve-server-key"),
-        "{}",
+    // A streamer with `extra` options: refused as a usage error, the message.
+    let refused = |extra: &[&str]| {
+        let out = run(conduit()
+            .args(["proxy", "streamer", "--front-bind", "tcp://127.0.0.1:*"])
+            .args(["--back-bind", "tcp://127.0.0.1:*"])
+            .args(extra));
+        assert_code(&out, 2);
         stderr(&out)
-    );
+    };
+    let err = refused(&["--back-curve-server-key", "not-a-key"]);
+    assert!(err.contains("--back-curve-server-key"), "{err}");
     // Each side's options are checked on their own: a frontend CURVE server
     // needs the frontend's secret key, not the backend's.
-    let out = run(conduit().args([
-        "proxy",
-        "streamer",
-        "--front-bind",
-        "tcp://127.0.0.1:*",
-        "--back-bind",
-        "tcp://127.0.0.1:*",
+    let err = refused(&[
         "--front-curve-server",
         "--back-curve-secret-key",
         "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
-    ]));
-    assert_code(&out, 2);
-    assert!(
-        stderr(&out).contains("--front-curve-secret-key"),
-        "{}",
-        stderr(&out)
-    );
+    ]);
+    assert!(err.contains("--front-curve-secret-key"), "{err}");
 }
