@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::format::Format;
 use crate::help;
 use crate::input::MessageArgs;
-use crate::security::{KeygenArgs, SecurityArgs};
+use crate::security::{BackSecurityArgs, FrontSecurityArgs, KeygenArgs, SecurityArgs};
 
 /// Message passing from the shell: whole messages over pipes, Unix sockets and
 /// TCP, speaking ZeroMQ's ZMTP 3.1 (so the peer can be libzmq, pyzmq, JeroMQ...),
@@ -361,6 +361,10 @@ pub struct ProxyArgs {
     /// Largest message accepted from a peer, in bytes (default 64 MiB)
     #[arg(long, value_name = "BYTES")]
     pub max_size: Option<usize>,
+    #[command(flatten)]
+    pub front_security: FrontSecurityArgs,
+    #[command(flatten)]
+    pub back_security: BackSecurityArgs,
 }
 
 #[derive(Debug, Args)]

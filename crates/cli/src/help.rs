@@ -248,6 +248,9 @@ Examples:
   conduit proxy broker --front-bind tcp://127.0.0.1:5559 --back-bind tcp://127.0.0.1:5560
   conduit proxy forwarder --front-bind ipc:///tmp/pub.sock --back-bind tcp://127.0.0.1:5556 --capture
   conduit proxy streamer --front-bind tcp://127.0.0.1:5557 --back-bind ipc:///tmp/work.sock --capture=json
+  conduit proxy broker --front-bind tcp://127.0.0.1:5559 --front-curve-server \\
+      --front-curve-secret-key front.key_secret --front-curve-allow clients \\
+      --back-bind ipc:///tmp/workers.sock
 
 broker: clients (req, dealer) use the frontend, workers (rep, dealer) the
 backend; requests go to the workers in turn, each reply back to its client.
@@ -259,6 +262,10 @@ backend.
 (frontend to backend) or `< ` (backend to frontend), as text (routing ids and
 subscriptions show as \\xNN escapes), hex or json. Runs until --count messages
 have passed, --timeout passes without one, or Ctrl-C.
+
+Each side has the socket commands' security options with front- or back-
+before them (--front-curve-server, --back-curve-server-key, --front-allow...).
+The proxy opens and seals again: it sees the messages in clear.
 
 ",
     exit_codes!()

@@ -1,12 +1,14 @@
 //! `conduit proxy`: forwards between a frontend and a backend socket in one
 //! thread (a poller waits on both), showing the traffic on standard error
-//! with `--capture`.
+//! with `--capture`. Each side has its own security (`--front-curve-server`,
+//! `--back-curve-server-key`...), so a proxy can join a CURVE network to a
+//! NULL one, or two networks with different keys.
 
 use std::io::Write;
 use std::time::Instant;
 
 use anyhow::Result;
-use conduit::{Interest, Poller, Socket, SocketType, TryRecvError};
+use conduit::{Interest, Poller, Security, Socket, SocketBuilder, SocketType, TryRecvError};
 
 use crate::Outcome;
 use crate::args::{CaptureFormat, CommonArgs, ProxyArgs, ProxyKind};
@@ -36,8 +38,14 @@ pub fn run(a: ProxyArgs) -> Result<Outcome> {
         verbose: a.verbose,
         identity: None,
         max_size: a.max_size,
-        // Security on a proxy would differ per side; not offered yet.
+        // Each side has its own (--front-curve-server, --back-curve-server-key...).
         security: Default::default(),
+    };
+    let secure = |security: Option<Security>| {
+        move |b: SocketBuilder| match security {
+            Some(s) => b.security(s),
+            None => b,
+        }
     };
     let (front, front_watch) = open_as(
         front_kind,
@@ -45,7 +53,7 @@ pub fn run(a: ProxyArgs) -> Result<Outcome> {
         &a.front_bind,
         &a.front_connect,
         &common,
-        |b| b,
+        secure(a.front_security.security()?),
     )?;
     let (back, _) = open_as(
         back_kind,
@@ -53,7 +61,7 @@ pub fn run(a: ProxyArgs) -> Result<Outcome> {
         &a.back_bind,
         &a.back_connect,
         &common,
-        |b| b,
+        secure(a.back_security.security()?),
     )?;
     let mut traffic = Traffic {
         sent: 0,

@@ -17,6 +17,10 @@ const SHORT_MAX: usize = 255;
 /// past this size one more iovec costs less than the copy.
 pub const COPY_LIMIT: usize = 8 << 10;
 
+/// A tail grown past this (by sealed large messages, which are written from
+/// it) is let go once everything in it is written.
+const RETAIN_MAX: usize = 4 << 20;
+
 /// A FIFO of encoded frames.
 ///
 /// Small frames are copied into one contiguous tail, so a batch of many small
@@ -90,18 +94,12 @@ impl SendBuffer {
         }
     }
 
-    /// Queues bytes already encoded as whole frames (a sealed CURVE MESSAGE):
-    /// copied if small, queued by reference if large.
-    pub fn push_encoded(&mut self, bytes: Bytes) {
-        self.len += bytes.len();
-        if bytes.len() < COPY_LIMIT {
-            self.tail.extend_from_slice(&bytes);
-        } else {
-            if !self.tail.is_empty() {
-                self.chunks.push_back(self.tail.split().freeze());
-            }
-            self.chunks.push_back(bytes);
-        }
+    /// Queues a frame that `write` appends to the contiguous tail (a CURVE
+    /// MESSAGE, sealed in place there, whatever its size).
+    pub(crate) fn push_in_tail(&mut self, write: impl FnOnce(&mut BytesMut)) {
+        let before = self.tail.len();
+        write(&mut self.tail);
+        self.len += self.tail.len() - before;
     }
 
     /// Queues a message, sealed in a CURVE MESSAGE box when the connection
@@ -184,6 +182,12 @@ impl SendBuffer {
     pub fn advance(&mut self, mut n: usize) {
         assert!(n <= self.len, "advance past the end of the send buffer");
         self.len -= n;
+        if self.len == 0 && self.tail.capacity() > RETAIN_MAX {
+            // Sealed large messages grew the tail; an idle connection does
+            // not keep that much.
+            self.tail = BytesMut::new();
+            return;
+        }
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 self.tail.advance(n);

@@ -230,3 +230,122 @@ fn over_ipc_peers_are_allowed_by_uid() {
         }
     }
 }
+
+#[test]
+fn a_curve_broker_forwards_between_secured_peers_and_refuses_wrong_keys() {
+    // The proxy is a CURVE server on both sides, with a key pair per side; its
+    // frontend lets in only the clients in `allowed`.
+    let dir = tempfile::tempdir().unwrap();
+    let allowed = dir.path().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    keygen(&dir.path().join("front"));
+    keygen(&dir.path().join("back"));
+    keygen(&dir.path().join("worker"));
+    keygen(&allowed.join("client"));
+    let cert = |name: &str| dir.path().join(name).display().to_string();
+    let client_secret = allowed.join("client.key_secret").display().to_string();
+    let front = free_tcp_endpoint();
+    let (back, _ipc) = ipc_endpoint();
+    let proxy = start(conduit().args([
+        "proxy",
+        "broker",
+        "--front-bind",
+        &front,
+        "--back-bind",
+        &back,
+        "-n",
+        "2",
+        "--timeout",
+        "20",
+        "-v",
+        "--capture",
+        "--front-curve-server",
+        "--front-curve-secret-key",
+        &cert("front.key_secret"),
+        "--front-curve-allow",
+        &allowed.display().to_string(),
+        "--back-curve-server",
+        "--back-curve-secret-key",
+        &cert("back.key_secret"),
+    ]));
+    let worker = start(conduit().args([
+        "rep",
+        "--connect",
+        &back,
+        "--exec",
+        "tr a-z A-Z",
+        "-n",
+        "1",
+        "--timeout",
+        "20",
+        "--curve-server-key",
+        &cert("back.key"),
+        "--curve-secret-key",
+        &cert("worker.key_secret"),
+    ]));
+    // A client of the frontend expecting `server`'s key, as the key pair in
+    // `secret` or as a new one.
+    let req = |data: &str, timeout: &str, server: &str, secret: Option<&str>| {
+        let mut cmd = conduit();
+        cmd.args(["req", "--connect", &front, "-d", data, "--timeout", timeout])
+            .args(["--curve-server-key", &cert(server)]);
+        if let Some(secret) = secret {
+            cmd.args(["--curve-secret-key", secret]);
+        }
+        run(&mut cmd)
+    };
+    // A client whose key pair the frontend does not know: refused by the
+    // proxy, nothing forwarded, and it gives up after its timeout.
+    let stranger = req("let me in", "2", "front.key", None);
+    assert_code(&stranger, 1);
+    assert_eq!(stdout(&stranger), "");
+    // A known client that expects the backend's server key: its HELLO does
+    // not open at the frontend, so it never gets in either.
+    let wrong_server = req("wrong server", "2", "back.key", Some(&client_secret));
+    assert_code(&wrong_server, 1);
+    assert_eq!(stdout(&wrong_server), "");
+    // The known client with the frontend's key: through the proxy to the
+    // worker and back, sealed on both sides.
+    let client = req("hello", "20", "front.key", Some(&client_secret));
+    assert_code(&client, 0);
+    assert_eq!(stdout(&client), "HELLO\n");
+    assert_code(&finish(worker), 0);
+    let proxy = finish(proxy);
+    assert_code(&proxy, 0);
+    let log = stderr(&proxy);
+    // Only the known client's request and its reply passed.
+    let captured: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("> ") || l.starts_with("< "))
+        .collect();
+    assert_eq!(captured.len(), 2, "{log}");
+    assert!(captured[0].ends_with("\thello"), "{log}");
+    assert!(captured[1].ends_with("\tHELLO"), "{log}");
+    assert!(
+        log.contains("access denied") && log.contains("is not allowed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn proxy_security_errors_name_the_side() {
+    // A streamer with `extra` options: refused as a usage error, the message.
+    let refused = |extra: &[&str]| {
+        let out = run(conduit()
+            .args(["proxy", "streamer", "--front-bind", "tcp://127.0.0.1:*"])
+            .args(["--back-bind", "tcp://127.0.0.1:*"])
+            .args(extra));
+        assert_code(&out, 2);
+        stderr(&out)
+    };
+    let err = refused(&["--back-curve-server-key", "not-a-key"]);
+    assert!(err.contains("--back-curve-server-key"), "{err}");
+    // Each side's options are checked on their own: a frontend CURVE server
+    // needs the frontend's secret key, not the backend's.
+    let err = refused(&[
+        "--front-curve-server",
+        "--back-curve-secret-key",
+        "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+    ]);
+    assert!(err.contains("--front-curve-secret-key"), "{err}");
+}

@@ -12,19 +12,21 @@
 //! connection. Byte layouts follow libzmq (`curve_client_tools.hpp`,
 //! `curve_server.cpp`, `curve_mechanism_base.cpp`), which is what peers speak.
 //!
-//! The boxes are libsodium's `crypto_box` (X25519, XSalsa20, Poly1305: the
-//! `crypto_box` crate's `SalsaBox`, whose ciphertext is MAC then data, as
-//! libsodium's `_easy` calls lay it out) and `crypto_secretbox` for the cookie.
+//! The boxes are libsodium's `crypto_box` (X25519, XSalsa20, Poly1305) and
+//! `crypto_secretbox` for the cookie. The handshake's come from the
+//! `crypto_box` crate's `SalsaBox` (whose ciphertext is MAC then data, as
+//! libsodium's `_easy` calls lay it out); the data phase's MESSAGE boxes, where
+//! throughput lives, from libsodium itself ([`sodium`](super::sodium)).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use crypto_box::aead::generic_array::GenericArray;
-use crypto_box::aead::{Aead, AeadInPlace, OsRng, rand_core::RngCore};
+use crypto_box::aead::{Aead, OsRng, rand_core::RngCore};
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use crypto_secretbox::{KeyInit, XSalsa20Poly1305};
 use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use super::sodium::{MAC_LEN, NONCE_LEN, SessionKey};
 use super::{
     Context, Credentials, CurveKeyPair, CurvePublicKey, Done, push_command, split_command,
     unexpected,
@@ -58,6 +60,14 @@ fn nonce(prefix: &[u8], tail: &[u8]) -> crypto_box::Nonce {
 
 fn short_nonce(prefix: &[u8; 16], n: u64) -> crypto_box::Nonce {
     nonce(prefix, &n.to_be_bytes())
+}
+
+/// A MESSAGE box's nonce: the direction's 16-byte prefix, then `n` big-endian.
+fn message_nonce(prefix: &[u8; 16], n: u64) -> [u8; NONCE_LEN] {
+    let mut nonce = [0; NONCE_LEN];
+    nonce[..16].copy_from_slice(prefix);
+    nonce[16..].copy_from_slice(&n.to_be_bytes());
+    nonce
 }
 
 fn random16() -> [u8; 16] {
@@ -220,7 +230,7 @@ impl CurveClient {
                         INITIATE_NONCE + 1,
                         *b"CurveZMQMESSAGES",
                         n,
-                    )),
+                    )?),
                 }))
             }
             (ClientState::ExpectWelcome, _) => Err(unexpected("WELCOME", &name, &data)),
@@ -449,6 +459,14 @@ impl CurveServer {
             .security
             .authenticate(ctx.peer, Credentials::Curve { client_key })?;
 
+        let cipher = Cipher::new(
+            client_short,
+            short,
+            *b"CurveZMQMESSAGES",
+            READY_NONCE + 1,
+            *b"CurveZMQMESSAGEC",
+            n,
+        )?;
         let mut metadata = BytesMut::new();
         ctx.metadata.encode(&mut metadata);
         let boxed = seal(
@@ -457,14 +475,6 @@ impl CurveServer {
             &metadata,
         );
         push_command(out, b"READY", &[&READY_NONCE.to_be_bytes(), &boxed]);
-        let cipher = Cipher::new(
-            client_short,
-            short,
-            *b"CurveZMQMESSAGES",
-            READY_NONCE + 1,
-            *b"CurveZMQMESSAGEC",
-            n,
-        );
         self.state = ServerState::Finished;
         Ok(Done {
             properties,
@@ -534,8 +544,10 @@ pub struct Cipher {
 }
 
 impl Cipher {
-    /// Both halves derive the same session key from (peer's C' or S', our
-    /// short-term secret), each holding its own copy, zeroized on drop.
+    /// Both halves use the session key precomputed from (peer's C' or S',
+    /// our short-term secret), each holding its own copy, zeroized on drop.
+    /// A peer key that makes a weak shared secret is refused, as libsodium
+    /// refuses it for libzmq.
     fn new(
         peer_short: &PublicKey,
         our_short: &SecretKey,
@@ -543,22 +555,25 @@ impl Cipher {
         send_next: u64,
         recv_prefix: [u8; 16],
         recv_last: u64,
-    ) -> Cipher {
-        Cipher {
+    ) -> Result<Cipher, ProtocolError> {
+        let our_secret = Zeroizing::new(our_short.to_bytes());
+        let key = SessionKey::new(peer_short.as_bytes(), &our_secret)
+            .ok_or_else(|| crypto("the peer's short-term key makes a weak shared secret"))?;
+        Ok(Cipher {
             sealer: Sealer {
-                key: SalsaBox::new(peer_short, our_short),
+                key: key.clone(),
                 prefix: send_prefix,
                 next: send_next,
             },
             opener: Opener {
-                key: SalsaBox::new(peer_short, our_short),
+                key,
                 prefix: recv_prefix,
                 last: recv_last,
                 max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 frames: SmallVec::new(),
                 message_size: 0,
             },
-        }
+        })
     }
 
     /// The sending half and the receiving half.
@@ -575,7 +590,7 @@ impl Cipher {
 /// is sealed must be written in the order it was sealed. Taking `&mut self`
 /// for each frame is what keeps a nonce from ever being used twice.
 pub struct Sealer {
-    key: SalsaBox,
+    key: SessionKey,
     prefix: [u8; 16],
     next: u64,
 }
@@ -594,7 +609,7 @@ impl Sealer {
         let frames = msg.frames();
         for (i, frame) in frames.iter().enumerate() {
             let flags = if i + 1 < frames.len() { BOX_MORE } else { 0 };
-            self.seal_frame(flags, &[frame], out);
+            self.seal_frame(flags, frame, out);
         }
     }
 
@@ -605,15 +620,20 @@ impl Sealer {
         let Ok(Some((_, header_len))) = FrameHeader::parse(&encoded) else {
             unreachable!("Command::encode writes a whole frame");
         };
-        self.seal_frame(BOX_COMMAND, &[&encoded[header_len..]], out);
+        self.seal_frame(BOX_COMMAND, &encoded[header_len..], out);
     }
 
-    fn seal_frame(&mut self, flags: u8, body: &[&[u8]], out: &mut SendBuffer) {
+    /// Writes the MESSAGE frame (header, name, nonce, MAC, then flags and
+    /// `body` sealed in place) straight into the send buffer's tail, where it
+    /// is written from: no buffer of its own, and no copy but the one that
+    /// sealing needs anyway. A large frame too: the tail's memory is reused
+    /// from one message to the next, where a buffer per message would cost a
+    /// page fault per 4 KiB.
+    fn seal_frame(&mut self, flags: u8, body: &[u8], out: &mut SendBuffer) {
         let n = self.next;
         // 2^64 frames will not be sent; if they were, stopping beats reusing a nonce.
         self.next = n.checked_add(1).expect("CURVE nonce space exhausted");
-        let plain_len = 1 + body.iter().map(|b| b.len()).sum::<usize>();
-        let frame_len = MESSAGE_NAME.len() + 8 + TAG + plain_len;
+        let frame_len = MESSAGE_OVERHEAD + body.len();
         let header = FrameHeader {
             more: false,
             command: false,
@@ -621,23 +641,19 @@ impl Sealer {
         };
         let mut encoded_header = [0; MAX_HEADER_LEN];
         let header_len = header.encode(&mut encoded_header);
-        let mut buf = BytesMut::with_capacity(header_len + frame_len);
-        buf.put_slice(&encoded_header[..header_len]);
-        buf.put_slice(MESSAGE_NAME);
-        buf.put_u64(n);
-        let tag_at = buf.len();
-        buf.put_bytes(0, TAG);
-        let plain_at = buf.len();
-        buf.put_u8(flags);
-        for b in body {
-            buf.put_slice(b);
-        }
-        let tag = self
-            .key
-            .encrypt_in_place_detached(&short_nonce(&self.prefix, n), b"", &mut buf[plain_at..])
-            .expect("XSalsa20Poly1305 encrypts any length we send");
-        buf[tag_at..plain_at].copy_from_slice(&tag);
-        out.push_encoded(buf.freeze());
+        let nonce = message_nonce(&self.prefix, n);
+        out.push_in_tail(|buf| {
+            buf.reserve(header_len + frame_len);
+            buf.put_slice(&encoded_header[..header_len]);
+            buf.put_slice(MESSAGE_NAME);
+            buf.put_u64(n);
+            let mac_at = buf.len();
+            buf.put_bytes(0, MAC_LEN);
+            buf.put_u8(flags);
+            buf.put_slice(body);
+            let (mac, plain) = buf[mac_at..].split_at_mut(MAC_LEN);
+            mac.copy_from_slice(&self.key.seal_in_place(&nonce, plain));
+        });
     }
 }
 
@@ -649,7 +665,7 @@ impl Sealer {
 /// whose box opens with this connection's keys. Sizes are checked against the
 /// maximum message size before any memory is reserved.
 pub struct Opener {
-    key: SalsaBox,
+    key: SessionKey,
     prefix: [u8; 16],
     last: u64,
     max_message_size: usize,
@@ -718,15 +734,10 @@ impl Opener {
                     last: self.last,
                 });
             }
-            let tag = GenericArray::clone_from_slice(&body[16..32]);
+            let mac: [u8; MAC_LEN] = body[16..32].try_into().expect("16 bytes");
             self.key
-                .decrypt_in_place_detached(
-                    &short_nonce(&self.prefix, n),
-                    b"",
-                    &mut body[32..],
-                    &tag,
-                )
-                .map_err(|_| crypto("a MESSAGE box does not open with this connection's keys"))?;
+                .open_in_place(&message_nonce(&self.prefix, n), &mut body[32..], &mac)
+                .map_err(|()| crypto("a MESSAGE box does not open with this connection's keys"))?;
             self.last = n;
             let flags = body[32];
             let frame = body.split_off(33).freeze();

@@ -21,6 +21,7 @@ use crate::send_buffer::SendBuffer;
 pub(crate) mod curve;
 mod keys;
 pub(crate) mod plain;
+mod sodium;
 
 pub use curve::{Cipher, MESSAGE_OVERHEAD, Opener, Sealer};
 pub use keys::{CurveKeyPair, CurvePublicKey, CurveSecretKey, KEY_LEN, KEY_Z85_LEN, KeyError};
