@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use conduit::{Error, Message, Misuse, RecvTimeoutError, Socket, SocketType};
+use conduit::{Error, Message, Misuse, RecvTimeoutError, Socket, SocketEvent, SocketType};
 
 use crate::sockets::*;
 
@@ -194,8 +194,12 @@ fn router_drops_the_unroutable_unless_mandatory() {
 #[test]
 fn a_duplicate_identity_is_turned_away_unless_handover() {
     for handover in [false, true] {
+        let (events, seen) = std::sync::mpsc::channel();
         let router = Socket::builder(SocketType::Router)
             .router_handover(handover)
+            .on_event(move |e| {
+                let _ = events.send(e.clone());
+            })
             .build()
             .unwrap();
         let ep = router.bind("tcp://127.0.0.1:*").unwrap().to_string();
@@ -210,7 +214,15 @@ fn a_duplicate_identity_is_turned_away_unless_handover() {
             .build()
             .unwrap();
         second.connect(&ep).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // The router has decided: it turned the second away, or (handover)
+        // dropped the first for it.
+        loop {
+            match seen.recv_timeout(Duration::from_secs(10)).unwrap() {
+                SocketEvent::Rejected { .. } if !handover => break,
+                SocketEvent::Disconnected { .. } if handover => break,
+                _ => {}
+            }
+        }
         router
             .send(Message::from_frames(["dup", "who gets this?"]))
             .unwrap();
