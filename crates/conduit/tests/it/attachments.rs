@@ -163,6 +163,43 @@ fn hostile_typed_payloads_are_errors_and_the_channel_goes_on() {
     assert_eq!(b.recv_value::<Reading>().unwrap(), reading(7));
 }
 
+/// A list that nests one level per link: in postcard one byte per link.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Chain(Option<Box<Chain>>);
+
+#[test]
+fn a_value_nested_too_deeply_by_a_child_is_an_error_not_a_crash() {
+    const TEST: &str = "attachments::a_value_nested_too_deeply_by_a_child_is_an_error_not_a_crash";
+    if child_role(TEST).is_some() {
+        let parent = Channel::from_parent().unwrap();
+        // A million links in a megabyte: decoded by recursion with no bound,
+        // this runs any thread out of stack and aborts the receiving process.
+        let mut hostile = vec![1u8; 1_000_000];
+        hostile.push(0);
+        parent.send(hostile).unwrap();
+        // A chain of a few links is fine.
+        parent
+            .send_value(&Chain(Some(Box::new(Chain(None)))))
+            .unwrap();
+        // Wait until the parent is done, so it reads both before the end.
+        let _ = parent.recv();
+        return;
+    }
+    let (mut child, channel) = spawn_with_channel(child_command(TEST, "hostile")).unwrap();
+    match channel.recv_value::<Chain>() {
+        Err(RecvError::Failed(Error::Decode(why))) => {
+            assert!(why.contains("nests more than 128 levels"), "{why}")
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert_eq!(
+        channel.recv_value::<Chain>().unwrap(),
+        Chain(Some(Box::new(Chain(None))))
+    );
+    drop(channel);
+    assert!(child.wait().unwrap().success());
+}
+
 /// A value's bytes as `send_value` would send them (through a channel, to
 /// avoid depending on postcard here).
 fn postcard_bytes<T: Serialize>(value: &T) -> Vec<u8> {
