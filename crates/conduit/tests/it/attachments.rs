@@ -411,24 +411,42 @@ fn large_frames_travel_in_shared_memory_and_are_reclaimed() {
         assert_eq!(&msg.frames()[2][..], &big[..1 << 20]);
         // Mapped by the receiver, not copied.
         assert_eq!(shared_mappings("self"), 2);
-        let keep = msg.frames()[1].slice(10..20);
-        drop(msg);
-        assert_eq!(shared_mappings("self"), 1, "a slice keeps its region");
-        drop(keep);
-        assert_eq!(shared_mappings("self"), 0);
-        // Released regions are used again: the sender's pool does not grow.
         let pooled = shared_descriptors();
         assert!(pooled >= 2, "the sender keeps its regions: {pooled}");
+        let keep = msg.frames()[1].slice(10..20);
+        drop(msg);
+        // The 1 MiB frame's region was released: used again, not a new one.
+        a.send(vec![7u8; 1 << 20]).unwrap();
+        assert_eq!(b.recv().unwrap().concat(), vec![7u8; 1 << 20]);
+        assert_eq!(shared_descriptors(), pooled, "a released region is reused");
+        // The 4 MiB one is held by a slice: a new 4 MiB frame takes a new
+        // region, and the slice still reads what was sent in it.
+        a.send(vec![8u8; 4 << 20]).unwrap();
+        let other = b.recv().unwrap();
+        assert_eq!(other.concat(), vec![8u8; 4 << 20]);
+        assert_eq!(
+            shared_descriptors(),
+            pooled + 1,
+            "a held region is not reused"
+        );
+        assert_eq!(&keep[..], &big[10..20]);
+        drop((keep, other));
+        // From here on, the sender's regions are used again and again, and the
+        // receiver maps each once: neither side takes more.
+        let pooled = shared_descriptors();
+        let mapped = shared_mappings("self");
         for round in 0..5u8 {
-            let frame = vec![round; 4 << 20];
-            a.send(frame.clone()).unwrap();
-            assert_eq!(&b.recv().unwrap().concat()[..], &frame[..]);
+            for len in [4 << 20, 1 << 20] {
+                let frame = vec![round; len];
+                a.send(frame.clone()).unwrap();
+                assert_eq!(&b.recv().unwrap().concat()[..], &frame[..]);
+            }
         }
         assert_eq!(shared_descriptors(), pooled);
+        assert_eq!(shared_mappings("self"), mapped);
         // A typed value over the threshold takes the same road.
         a.send_value(&big).unwrap();
         assert_eq!(b.recv_value::<Vec<u8>>().unwrap(), big);
-        assert_eq!(shared_mappings("self"), 0);
         // The channel's pool and ledger go with it.
         drop((a, b));
         assert_eq!(memfd_mappings("self"), Vec::<String>::new());
@@ -630,6 +648,56 @@ fn a_sender_waits_while_its_peer_leaves_shared_memory_unread() {
     // Read (and released): room again.
     a.send_timeout(big, Duration::from_secs(10)).unwrap();
     assert_eq!(b.recv().unwrap().size(), 64 << 20);
+}
+
+#[test]
+fn a_sender_waits_for_a_reader_that_is_behind_instead_of_running_ahead() {
+    // A sender that ran ahead would copy each frame into a new region, long
+    // out of the cache by the time the reader gets to it. So while the reader
+    // has messages left to read, a few MiB in flight make the sender wait, as
+    // a full socket would.
+    let (a, b) = Channel::pair().unwrap();
+    let frame = bytes::Bytes::from(vec![5u8; 1 << 20]);
+    let mut sent = 0;
+    let refused = loop {
+        match a.send_timeout(frame.clone(), Duration::from_millis(20)) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent <= 8, "the sender never waited");
+    };
+    assert!(sent >= 2, "two frames may always be in flight: {sent}");
+    assert!(refused.is_timeout(), "{refused:?}");
+    assert_eq!(
+        refused.into_inner().size(),
+        1 << 20,
+        "the message is handed back"
+    );
+    // Once the reader has read and dropped them, there is room again.
+    for _ in 0..sent {
+        assert_eq!(b.recv().unwrap().size(), 1 << 20);
+    }
+    a.send_timeout(frame, Duration::from_secs(10)).unwrap();
+    assert_eq!(b.recv().unwrap().size(), 1 << 20);
+}
+
+#[test]
+fn a_reader_that_holds_its_frames_does_not_stall_the_sender() {
+    // A reader that has read every message and keeps the frames releases
+    // nothing: that is no reason to wait, the sender takes new regions.
+    let (a, b) = Channel::pair().unwrap();
+    let reader = std::thread::spawn(move || {
+        let held: Vec<Message> = (0..12).map(|_| b.recv().unwrap()).collect();
+        held
+    });
+    for i in 0..12u8 {
+        a.send_timeout(vec![i; 1 << 20], Duration::from_secs(10))
+            .unwrap();
+    }
+    let held = reader.join().unwrap();
+    for (i, msg) in held.iter().enumerate() {
+        assert!(msg.concat().iter().all(|&b| b == i as u8), "frame {i}");
+    }
 }
 
 #[test]
