@@ -41,6 +41,9 @@ use conduit_proto::Message;
 
 use crate::error::Error;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 /// The READY property a conduit channel over a Unix socket announces: it can
 /// receive descriptors and shared-memory frames in the form above.
 pub(crate) const PROPERTY: &str = "X-Conduit-Attach";
