@@ -30,17 +30,21 @@ fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
-/// The byte at `offset` of a region made with `salt`.
-fn pattern(offset: usize, salt: u8) -> u8 {
-    (offset % 251) as u8 ^ salt
+/// The byte at `offset` of a region made with `salt`; `None`: a region of
+/// zeros (ledger-sized).
+fn pattern(offset: usize, salt: Option<u8>) -> u8 {
+    salt.map_or(0, |salt| (offset % 251) as u8 ^ salt)
 }
 
 fn filled(size: usize, salt: u8) -> Vec<u8> {
-    (0..size).map(|i| pattern(i, salt)).collect()
+    (0..size).map(|i| pattern(i, Some(salt))).collect()
 }
 
-/// A descriptor of kind `kind`; its salt if it holds the pattern.
-fn descriptor(kind: u8, size: usize) -> (OwnedFd, Option<u8>) {
+/// What a descriptor holds if it is a region that maps: see [`pattern`].
+type Content = Option<Option<u8>>;
+
+/// A descriptor of kind `kind`, and what it holds.
+fn descriptor(kind: u8, size: usize) -> (OwnedFd, Content) {
     match kind % 5 {
         0 => {
             let fd = fuzzing::pooled_region(size).unwrap();
@@ -48,11 +52,11 @@ fn descriptor(kind: u8, size: usize) -> (OwnedFd, Option<u8>) {
             // SAFETY: writes `data.len()` bytes from a live buffer to a memfd.
             let n = unsafe { libc::pwrite(fd.as_raw_fd(), data.as_ptr().cast(), data.len(), 0) };
             assert_eq!(n as usize, data.len());
-            (fd, Some(kind))
+            (fd, Some(Some(kind)))
         }
         1 => (
             fuzzing::fresh_region(&filled(size, kind)).unwrap(),
-            Some(kind),
+            Some(Some(kind)),
         ),
         2 => {
             // A memfd without seals: a sender could shrink it under a reader.
@@ -66,7 +70,10 @@ fn descriptor(kind: u8, size: usize) -> (OwnedFd, Option<u8>) {
             (fd, None)
         }
         3 => (std::io::pipe().unwrap().0.into(), None),
-        _ => (fuzzing::pooled_region(fuzzing::LEDGER_LEN).unwrap(), None),
+        _ => (
+            fuzzing::pooled_region(fuzzing::LEDGER_LEN).unwrap(),
+            Some(None),
+        ),
     }
 }
 
@@ -137,8 +144,8 @@ fuzz_target!(|data: &[u8]| {
                     Some(k) => {
                         let (_, offset, len, _) = shared[k];
                         assert_eq!(frame.len(), len);
-                        let salt = salts[user + usize::from(*ledger) + k]
-                            .expect("only regions with the pattern map");
+                        let salt =
+                            salts[user + usize::from(*ledger) + k].expect("only regions map");
                         // Every page, and the last byte.
                         for j in (0..len).step_by(4096).chain(len.checked_sub(1)) {
                             assert_eq!(frame[j], pattern(offset + j, salt));

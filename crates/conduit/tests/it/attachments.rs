@@ -93,6 +93,17 @@ fn memfd_mappings(pid: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many descriptors of process `pid` are conduit's shared regions.
+fn process_regions(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().contains("memfd:conduit"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// How many descriptors of this process are conduit's shared regions.
 fn shared_descriptors() -> usize {
     descriptors()
@@ -472,8 +483,17 @@ fn a_killed_peer_leaves_no_shared_region_behind() {
         let first = channel.recv().unwrap();
         assert_eq!(first.concat().len(), 2 << 20);
         assert_eq!(shared_mappings("self"), 1);
-        // Regions are in flight in the socket, and in the child, when it dies.
-        std::thread::sleep(Duration::from_millis(50));
+        // Regions are in flight in the socket, and in the child, when it dies:
+        // wait until the child holds a second region (and its ledger), which
+        // it makes only to send a second frame.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while process_regions(&pid) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never sent a second frame"
+            );
+            std::thread::yield_now();
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
