@@ -87,14 +87,18 @@ impl<'a, T> Bounded<'a, T> {
     }
 }
 
-/// `deserialize_*` methods that take only a visitor: enter a level, then pass
-/// a bounded visitor on.
+/// `deserialize_*` methods of what can hold other values: enter a level, then
+/// pass the arguments and a bounded visitor on.
 macro_rules! counted {
-    ($($method:ident)*) => {$(
-        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+    ($($method:ident($($arg:ident: $ty:ty),*))*) => {$(
+        fn $method<V: Visitor<'de>>(
+            self,
+            $($arg: $ty,)*
+            visitor: V,
+        ) -> Result<V::Value, D::Error> {
             let _level = self.depth.enter::<D::Error>()?;
             let visitor = self.wrap(visitor);
-            self.inner.$method(visitor)
+            self.inner.$method($($arg,)* visitor)
         }
     )*};
 }
@@ -117,8 +121,13 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<'_, D> {
 
     // `any` and `ignored_any` may be anything, so they count.
     counted! {
-        deserialize_any deserialize_ignored_any
-        deserialize_option deserialize_seq deserialize_map
+        deserialize_any() deserialize_ignored_any()
+        deserialize_option() deserialize_seq() deserialize_map()
+        deserialize_newtype_struct(name: &'static str)
+        deserialize_tuple(len: usize)
+        deserialize_tuple_struct(name: &'static str, len: usize)
+        deserialize_struct(name: &'static str, fields: &'static [&'static str])
+        deserialize_enum(name: &'static str, variants: &'static [&'static str])
     }
 
     scalar! {
@@ -135,59 +144,6 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Bounded<'_, D> {
         visitor: V,
     ) -> Result<V::Value, D::Error> {
         self.inner.deserialize_unit_struct(name, visitor)
-    }
-
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let _level = self.depth.enter::<D::Error>()?;
-        let visitor = self.wrap(visitor);
-        self.inner.deserialize_newtype_struct(name, visitor)
-    }
-
-    fn deserialize_tuple<V: Visitor<'de>>(
-        self,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let _level = self.depth.enter::<D::Error>()?;
-        let visitor = self.wrap(visitor);
-        self.inner.deserialize_tuple(len, visitor)
-    }
-
-    fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        len: usize,
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let _level = self.depth.enter::<D::Error>()?;
-        let visitor = self.wrap(visitor);
-        self.inner.deserialize_tuple_struct(name, len, visitor)
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let _level = self.depth.enter::<D::Error>()?;
-        let visitor = self.wrap(visitor);
-        self.inner.deserialize_struct(name, fields, visitor)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        let _level = self.depth.enter::<D::Error>()?;
-        let visitor = self.wrap(visitor);
-        self.inner.deserialize_enum(name, variants, visitor)
     }
 
     fn is_human_readable(&self) -> bool {

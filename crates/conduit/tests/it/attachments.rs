@@ -662,12 +662,18 @@ fn a_sender_waits_while_its_peer_leaves_shared_memory_unread() {
         assert!(sent <= 6, "the sender never waited");
     }
     assert!(sent >= 1);
+    read_then_room_again(&a, &b, sent, big);
+}
+
+/// Reads the `sent` frames like `frame` waiting on `b` (dropping each), then
+/// checks that `a` can send another.
+fn read_then_room_again(a: &Channel, b: &Channel, sent: usize, frame: bytes::Bytes) {
     for _ in 0..sent {
-        assert_eq!(b.recv().unwrap().size(), 64 << 20);
+        assert_eq!(b.recv().unwrap().size(), frame.len());
     }
-    // Read (and released): room again.
-    a.send_timeout(big, Duration::from_secs(10)).unwrap();
-    assert_eq!(b.recv().unwrap().size(), 64 << 20);
+    a.send_timeout(frame.clone(), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(b.recv().unwrap().size(), frame.len());
 }
 
 #[test]
@@ -694,11 +700,7 @@ fn a_sender_waits_for_a_reader_that_is_behind_instead_of_running_ahead() {
         "the message is handed back"
     );
     // Once the reader has read and dropped them, there is room again.
-    for _ in 0..sent {
-        assert_eq!(b.recv().unwrap().size(), 1 << 20);
-    }
-    a.send_timeout(frame, Duration::from_secs(10)).unwrap();
-    assert_eq!(b.recv().unwrap().size(), 1 << 20);
+    read_then_room_again(&a, &b, sent, frame);
 }
 
 #[test]
