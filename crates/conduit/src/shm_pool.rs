@@ -17,8 +17,8 @@
 //!
 //! The sender does not run ahead of its reader: while the reader has messages
 //! left to read and more than a few MiB of regions wait for it, the sender
-//! waits for a release (a futex on the ledger's release count) instead of
-//! taking a new region. A sender that ran ahead would fill new regions, long
+//! waits for a release (a futex on the ledger's release count), for a few
+//! milliseconds at most, instead of taking a new region. A sender that ran ahead would fill new regions, long
 //! out of the cache once the reader gets to them; kept to a few, the reader
 //! finds what it maps where the sender's copy left it, and the sender copies
 //! into memory it wrote a moment ago.
@@ -70,6 +70,15 @@ const IN_FLIGHT_MAX: usize = 4 << 20;
 /// Longest single wait for a release before looking again whether the reader
 /// is behind at all (it may hold what it read, and release nothing).
 const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Longest the sender waits for a release before it takes a new region after
+/// all. Waiting is for the cache, not back-pressure (the queue limit and
+/// `SHARED_UNREAD_BUDGET` are that): a reader that is not reading at all (it
+/// sends first, on the same thread, or is busy) must not block the sender, or
+/// two peers sending each other large frames before reading would deadlock.
+/// A reader that reads releases a 1 MiB frame within tens of microseconds,
+/// and 64 MiB within a few milliseconds.
+const PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn failed(what: &str, e: rustix::io::Errno) -> Error {
     Error::io(what, e.into())
@@ -176,6 +185,11 @@ impl Ledger {
         }
     }
 
+    /// How many releases the reader has counted in all.
+    fn releases(&self) -> u32 {
+        self.slot(RELEASES).load(Ordering::SeqCst)
+    }
+
     /// How often the reader released `slot`.
     #[cfg(test)]
     pub(crate) fn released(&self, slot: u32) -> u32 {
@@ -237,6 +251,9 @@ pub(crate) struct Pool {
     ledger: Option<(Arc<Ledger>, OwnedFd)>,
     /// Whether the peer has been sent the ledger.
     ledger_sent: bool,
+    /// The ledger's release count when the reader last made the sender wait
+    /// [`PATIENCE`] in vain: no more waiting until it releases something.
+    stalled: Option<u32>,
     regions: Vec<Pooled>,
     bytes: usize,
 }
@@ -258,9 +275,9 @@ impl Pool {
     ///
     /// While the reader is behind (`behind`: it has not read every message
     /// yet) and more than [`IN_FLIGHT_MAX`] bytes wait for it, waits for it to
-    /// release a region rather than take a new one, as a full socket would
-    /// make a sender wait; past `deadline` (if any), that is a `TimedOut`
-    /// error, and nothing was counted.
+    /// release a region rather than take a new one: until `deadline` (if any),
+    /// for at most [`PATIENCE`], and not at all while the reader has released
+    /// nothing since it last left the sender waiting that long.
     pub(crate) fn place(
         &mut self,
         data: &[u8],
@@ -281,26 +298,37 @@ impl Pool {
         // A free region no more than twice the frame's size.
         let fits = |r: &Pooled| r.map.len >= len && r.map.len <= len.saturating_mul(2) && free(r);
         let mut found = self.regions.iter().position(fits);
+        let mut give_up = None;
         while found.is_none() {
             let (count, bytes) = self
                 .regions
                 .iter()
                 .filter(|r| !free(r))
                 .fold((0, 0), |(n, b), r| (n + 1, b + r.map.len));
-            if count < 2 || bytes + len <= IN_FLIGHT_MAX || !behind() {
-                // Room in flight; or the reader has read every message, and
-                // holds on to what is in flight: not a reason to wait.
+            let releases = ledger.releases();
+            if count < 2
+                || bytes + len <= IN_FLIGHT_MAX
+                || self.stalled == Some(releases)
+                || !behind()
+            {
+                // Room in flight; the reader is not reading now; or it has
+                // read every message and holds on to what is in flight: no
+                // reason to wait.
                 break;
             }
             let now = std::time::Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(Error::io(
-                    "the peer has not read the shared frames sent so far",
-                    std::io::ErrorKind::TimedOut.into(),
-                ));
+            let patience = *give_up.get_or_insert(now + PATIENCE);
+            if now >= patience {
+                self.stalled = Some(releases);
+                break;
             }
-            let slice = deadline.map_or(WAIT_SLICE, |d| (d - now).min(WAIT_SLICE));
-            ledger.wait_release(slice, || self.regions.iter().any(&fits));
+            let until = deadline.map_or(patience, |d| d.min(patience));
+            if now >= until {
+                break;
+            }
+            ledger.wait_release((until - now).min(WAIT_SLICE), || {
+                self.regions.iter().any(&fits)
+            });
             found = self.regions.iter().position(fits);
         }
         let index = match found {
