@@ -677,35 +677,13 @@ fn read_then_room_again(a: &Channel, b: &Channel, sent: usize, frame: bytes::Byt
 }
 
 #[test]
-fn a_sender_keeps_to_a_few_regions_while_its_reader_keeps_up() {
-    // A sender that ran ahead would copy each frame into a new region, long
-    // out of the cache by the time the reader gets to it: while the reader
-    // has messages left to read, a few MiB in flight make the sender wait for
-    // a release instead.
-    const TEST: &str = "attachments::a_sender_keeps_to_a_few_regions_while_its_reader_keeps_up";
-    isolated(TEST, || {
-        let (a, b) = Channel::pair().unwrap();
-        let reader = std::thread::spawn(move || {
-            for i in 0..100u32 {
-                let msg = b.recv().unwrap();
-                assert_eq!(msg.frames()[0][0], i as u8);
-            }
-        });
-        for i in 0..100u32 {
-            a.send(vec![i as u8; 1 << 20]).unwrap();
-        }
-        reader.join().unwrap();
-        // 4 MiB in flight and the one being written, the ledger on each side.
-        let regions = shared_descriptors();
-        assert!(regions <= 8, "the sender took {regions} regions");
-    });
-}
-
-#[test]
 fn a_reader_that_is_not_reading_never_blocks_the_sender() {
-    // Waiting for a release is for the cache, not back-pressure: a reader
-    // that sends first, or is busy, must not block its peer's sends, or two
-    // peers sending each other large frames before reading would deadlock.
+    // While its reader is behind, a sender waits for a release rather than
+    // fill a new region (for the cache; how much that keeps to few regions
+    // depends on the scheduler, so BENCHMARKS.md shows it, not a test). But
+    // only briefly: a reader that sends first, or is busy, must not block its
+    // peer's sends, or two peers sending each other large frames before
+    // reading would deadlock. Here the fifth frame waits, the rest do not.
     let (a, b) = Channel::pair().unwrap();
     for i in 0..16u8 {
         a.send_timeout(vec![i; 1 << 20], Duration::from_secs(10))
