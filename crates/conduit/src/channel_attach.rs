@@ -39,8 +39,10 @@ impl ChannelBuilder {
     /// receiver maps without a copy (or not copied at all from a
     /// [`SharedBytesMut`](crate::SharedBytesMut)). `None` turns this off.
     /// Default: 256 KiB. A channel that sends such frames keeps up to 128 MiB
-    /// of regions to reuse until it is dropped. Peers that are not conduit
-    /// (libzmq), and TCP, always get the bytes inline.
+    /// of regions to reuse until it is dropped, and one that receives them
+    /// keeps up to 128 MiB of its peer's reused regions mapped (a mapping per
+    /// frame costs as much as the copy). Peers that are not conduit (libzmq),
+    /// and TCP, always get the bytes inline.
     pub fn shared_memory_threshold(mut self, bytes: Option<usize>) -> Self {
         self.options.shm_threshold = bytes.map(|b| b.max(1));
         self
