@@ -232,6 +232,66 @@ PATTERN_STATE = {
 }
 
 
+# Attachment headers (crates/conduit/src/fd_passing.rs): version 1, user
+# descriptors u8, ledger u8, shared frames u16, then per shared frame index u32,
+# offset u64, length u64, slot u32, big-endian. NO_SLOT is 0xFFFFFFFF.
+NO_SLOT = 0xFFFFFFFF
+
+
+def attach_header(user, ledger, shared):
+    out = bytes([1, user, ledger]) + struct.pack(">H", len(shared))
+    for index, offset, length, slot in shared:
+        out += struct.pack(">IQQI", index, offset, length, slot)
+    return out
+
+
+# Descriptor kinds of the attachments target: 0 pooled region, 1 sealed fresh
+# region, 2 unsealed memfd, 3 pipe, 4 a ledger-sized pooled region.
+def fd(kind, size=0):
+    return bytes([kind]) + struct.pack(">H", size)
+
+
+def attach_input(frame_lens, max_kib, fds, header):
+    return bytes([len(frame_lens), max_kib - 1, len(fds)]) + b"".join(fds) + bytes(frame_lens) + header
+
+
+ATTACHMENTS = {
+    "nothing": attach_input([], 1, [], attach_header(0, 0, [])),
+    "one_user_fd": attach_input([3], 1, [fd(3)], attach_header(1, 0, [])),
+    "pooled_with_ledger": attach_input(
+        [0], 8, [fd(4), fd(0, 4096)], attach_header(0, 1, [(0, 0, 4096, 3)])
+    ),
+    "fresh_at_offset": attach_input(
+        [2, 0], 16, [fd(1, 8192)], attach_header(0, 0, [(1, 100, 5000, NO_SLOT)])
+    ),
+    "user_ledger_two_pooled": attach_input(
+        [0, 1, 0],
+        64,
+        [fd(3), fd(4), fd(0, 20000), fd(0, 4096)],
+        attach_header(1, 1, [(0, 0, 20000, 0), (2, 4000, 96, 1021)]),
+    ),
+    # Refused: the region is not sealed; the frame runs past its region.
+    "unsealed": attach_input([0], 8, [fd(2, 4096)], attach_header(0, 0, [(0, 0, 10, NO_SLOT)])),
+    "past_the_end": attach_input([0], 8, [fd(1, 4096)], attach_header(0, 0, [(0, 4000, 200, NO_SLOT)])),
+}
+
+# Typed values (fuzz/fuzz_targets/typed_value.rs), in postcard's format by hand:
+# Value { id: u32 varint, tree: Tree (variant index varint, then its fields),
+# tail: Option<(char, i8)> }. Tree's variants in order: Unit, Flag, Number,
+# Signed, Text, Bytes, Node, Maybe, Map, Pair, Named.
+TYPED_VALUES = {
+    "unit": bytes([1, 0, 0]),
+    "text_and_tail": bytes([0xAC, 0x02, 4, 2]) + b"hi" + bytes([1]) + b"a" + bytes([0xFF]),
+    "node": bytes([7, 6, 2, 2, 5, 1, 1, 0]),
+    "maybe": bytes([0, 7, 1, 7, 0, 0]),
+    "map": bytes([0, 8, 2, 1, 0, 2, 3, 0x10, 0]),
+    "pair_named": bytes([0, 9, 10]) + b"x" + bytes([0, 3, 0x7F, 0]),
+    "bytes_signed": bytes([0, 5, 3, 1, 2, 3, 0]),
+    # Nested far past the bound: Maybe(Some(Maybe(Some(...)))).
+    "deep": bytes([0]) + bytes([7, 1]) * 400 + bytes([0, 0]),
+}
+
+
 def write(target, name, data):
     d = os.path.join(ROOT, target)
     os.makedirs(d, exist_ok=True)
@@ -259,6 +319,10 @@ def main():
         write("encoders", name, STREAMS[name])
     for name, data in PATTERN_STATE.items():
         write("pattern_state", name, data)
+    for name, data in ATTACHMENTS.items():
+        write("attachments", name, data)
+    for name, data in TYPED_VALUES.items():
+        write("typed_value", name, data)
 
 
 if __name__ == "__main__":

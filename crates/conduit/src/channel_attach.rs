@@ -39,8 +39,10 @@ impl ChannelBuilder {
     /// receiver maps without a copy (or not copied at all from a
     /// [`SharedBytesMut`](crate::SharedBytesMut)). `None` turns this off.
     /// Default: 256 KiB. A channel that sends such frames keeps up to 128 MiB
-    /// of regions to reuse until it is dropped. Peers that are not conduit
-    /// (libzmq), and TCP, always get the bytes inline.
+    /// of regions to reuse until it is dropped, and one that receives them
+    /// keeps up to 128 MiB of its peer's reused regions mapped (a mapping per
+    /// frame costs as much as the copy). Peers that are not conduit (libzmq),
+    /// and TCP, always get the bytes inline.
     pub fn shared_memory_threshold(mut self, bytes: Option<usize>) -> Self {
         self.options.shm_threshold = bytes.map(|b| b.max(1));
         self
@@ -131,24 +133,41 @@ impl Channel {
         let mut pooled_slots = Vec::new();
         // Bytes of new regions: pooled ones and SharedBytesMut ones exist anyway.
         let mut fresh = 0;
+        // Whether the peer has messages to read yet (see `Pool::place`).
+        let behind = || fd_passing::unread_bytes(self.stream.as_fd()).is_ok_and(|n| n > 0);
+        let deadline = match wait {
+            Wait::Forever => None,
+            Wait::Never => Some(std::time::Instant::now()),
+            Wait::Until(d) => Some(d),
+        };
         for (i, frame) in message.frames().iter().enumerate() {
             if frame.len() >= threshold && header.shared.len() < fd_passing::MAX_SHARED_FRAMES {
-                let (region, offset, slot) = match crate::shm::find(frame) {
-                    Some((fd, offset)) => (fd, offset, crate::shm_pool::NO_SLOT),
-                    None => match pool.place(frame)? {
-                        Some(placed) => {
+                let placed = match crate::shm::find(frame) {
+                    Some((fd, offset)) => Ok((fd, offset, crate::shm_pool::NO_SLOT)),
+                    None => match pool.place(frame, behind, deadline) {
+                        Ok(Some(placed)) => {
                             if placed.ledger.is_some() {
                                 ledger = placed.ledger;
                                 header.ledger = true;
                             }
                             pooled_slots.push(placed.slot);
-                            (placed.fd, 0, placed.slot)
+                            Ok((placed.fd, 0, placed.slot))
                         }
-                        None => {
+                        Ok(None) => {
                             fresh += frame.len();
-                            (crate::shm::region_with(frame)?, 0, crate::shm_pool::NO_SLOT)
+                            crate::shm::region_with(frame)
+                                .map(|fd| (fd, 0, crate::shm_pool::NO_SLOT))
                         }
+                        Err(e) => Err(e),
                     },
+                };
+                let (region, offset, slot) = match placed {
+                    Ok(placed) => placed,
+                    Err(e) => {
+                        // Earlier frames' regions will not be sent either.
+                        pool.undo(&pooled_slots, header.ledger);
+                        return Err(e);
+                    }
                 };
                 regions.push(region);
                 header.shared.push((i, offset, frame.len(), slot));

@@ -41,6 +41,9 @@ use conduit_proto::Message;
 
 use crate::error::Error;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 /// The READY property a conduit channel over a Unix socket announces: it can
 /// receive descriptors and shared-memory frames in the form above.
 pub(crate) const PROPERTY: &str = "X-Conduit-Attach";
@@ -74,6 +77,8 @@ pub(crate) struct Inbox {
     pub(crate) pool: Mutex<crate::shm_pool::Pool>,
     /// Receiving side: the peer's ledger, once it sent one.
     ledger: Mutex<Option<std::sync::Arc<crate::shm_pool::Ledger>>>,
+    /// Receiving side: the peer's pooled regions, mapped once.
+    kept: Mutex<crate::shm::Kept>,
 }
 
 /// Shared regions the peer may leave unread before a sender waits: a region in
@@ -201,7 +206,7 @@ impl Inbox {
 }
 
 /// Bytes written on a Unix socket that its peer has not read yet.
-fn unread_bytes(fd: BorrowedFd<'_>) -> Result<usize, Error> {
+pub(crate) fn unread_bytes(fd: BorrowedFd<'_>) -> Result<usize, Error> {
     let mut n: libc::c_int = 0;
     // SAFETY: TIOCOUTQ writes one int through the pointer, which is valid.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
@@ -437,20 +442,18 @@ pub(crate) fn unpack(
         if !frames[index].is_empty() {
             return Err(bad("a shared frame also came inline"));
         }
-        let release = if slot == crate::shm_pool::NO_SLOT {
-            None
+        frames[index] = if slot == crate::shm_pool::NO_SLOT {
+            crate::shm::map(fd, offset, len, None)?
         } else {
             let ledger = inbox
                 .ledger
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            Some((
-                ledger.ok_or_else(|| bad("a pooled frame came before its ledger"))?,
-                slot,
-            ))
+                .clone()
+                .ok_or_else(|| bad("a pooled frame came before its ledger"))?;
+            let mut kept = inbox.kept.lock().unwrap_or_else(|e| e.into_inner());
+            kept.map(fd, offset, len, ledger, slot)?
         };
-        frames[index] = crate::shm::map(fd, offset, len, release)?;
     }
     let mut out = Message::new();
     for frame in frames {

@@ -151,6 +151,9 @@ pub use error::{
     SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use fd_passing::MAX_FDS_PER_MESSAGE;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use fd_passing::fuzzing;
 pub use options::{DEFAULT_BACKLOG, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_HWM};
 pub use pipe::{PipeReceiver, PipeSender, pipe};
 pub use poller::{Interest, Pollable, Poller, Ready};

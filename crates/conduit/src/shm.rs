@@ -5,7 +5,9 @@
 //! growing and shrinking), and the memfd travels as a descriptor (see
 //! `fd_passing`); the socket carries only the attachment header. The receiver
 //! maps it read-only, all pages at once (`MAP_POPULATE`: one call instead of a
-//! fault per page), and hands it out as `Bytes` without copying. A frame that
+//! fault per page), and hands it out as `Bytes` without copying; a pooled
+//! region it maps once and keeps mapped for the frames that follow in it
+//! ([`Kept`]). A frame that
 //! already lies in a region made with [`SharedBytesMut`] is not copied at all:
 //! its region and offset are sent.
 //!
@@ -136,6 +138,111 @@ pub(crate) fn map(
     let mut mapping = Mapping::new(&fd, start, end - start, ProtFlags::READ)?;
     mapping.release = release;
     Ok(Bytes::from_owner(mapping).slice(offset - start..))
+}
+
+/// Most bytes of the peer's pooled regions a reader keeps mapped between
+/// messages (as much as a sender pools).
+const KEPT_MAX_BYTES: usize = 128 << 20;
+
+/// A reader's mappings of its peer's pooled regions, kept from one message to
+/// the next.
+///
+/// Mapping a 1 MiB region and unmapping it again costs as much as copying it
+/// (perf: populating 256 page-table entries, then tearing them down and
+/// flushing them), and a sender reuses a few regions over and over. So the
+/// first frame in a region maps all of it and keeps the mapping, by ledger
+/// slot; later frames in the same region (the same file: device and inode)
+/// lease that mapping. A lease counts the release in the ledger when dropped,
+/// as an unmapping would: nothing in this process reads the mapping outside a
+/// lease, so the sender may write the region again from then on.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    by_slot: std::collections::HashMap<u32, KeptRegion>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct KeptRegion {
+    dev: u64,
+    ino: u64,
+    mapping: Arc<Mapping>,
+}
+
+/// A frame's hold on a kept mapping.
+struct Lease {
+    mapping: Arc<Mapping>,
+    ledger: Arc<Ledger>,
+    slot: u32,
+}
+
+impl AsRef<[u8]> for Lease {
+    fn as_ref(&self) -> &[u8] {
+        (*self.mapping).as_ref()
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.ledger.release(self.slot);
+    }
+}
+
+impl Kept {
+    /// [`map`] for a frame in a pooled region: leases the mapping kept for
+    /// this region, or maps the region and keeps it. A region larger than
+    /// twice the frame (the sender never pools one) or past
+    /// [`KEPT_MAX_BYTES`] is mapped for this frame only.
+    pub(crate) fn map(
+        &mut self,
+        fd: OwnedFd,
+        offset: usize,
+        len: usize,
+        ledger: Arc<Ledger>,
+        slot: u32,
+    ) -> Result<Bytes, Error> {
+        let bad = |what: &str| Error::Attachment(format!("shared frame refused: {what}"));
+        let stat = rustix::fs::fstat(&fd)
+            .map_err(|e| failed("cannot inspect a shared memory region", e))?;
+        let size = usize::try_from(stat.st_size).unwrap_or(0);
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| bad("past the region's end"))?;
+        if len == 0 || size < end {
+            // `map` says which.
+            return map(fd, offset, len, Some((ledger, slot)));
+        }
+        let (dev, ino) = (stat.st_dev as u64, stat.st_ino as u64);
+        let lease = |mapping: &Arc<Mapping>, ledger| {
+            Bytes::from_owner(Lease {
+                mapping: mapping.clone(),
+                ledger,
+                slot,
+            })
+            .slice(offset..end)
+        };
+        if let Some(kept) = self.by_slot.get(&slot) {
+            // The same file: its size seal, checked when it was kept, holds
+            // for good, and its size is what was mapped.
+            if (kept.dev, kept.ino) == (dev, ino) {
+                return Ok(lease(&kept.mapping, ledger));
+            }
+        }
+        let replaced = self.by_slot.get(&slot).map_or(0, |k| k.mapping.len);
+        if size > len.saturating_mul(2).max(page_size())
+            || self.bytes - replaced + size > KEPT_MAX_BYTES
+        {
+            return map(fd, offset, len, Some((ledger, slot)));
+        }
+        let seals = rustix::fs::fcntl_get_seals(&fd).map_err(|_| bad("not a sealable region"))?;
+        if !seals.contains(crate::shm_pool::FIXED_SIZE) {
+            return Err(bad("region is not sealed"));
+        }
+        let mapping = Arc::new(Mapping::new(&fd, 0, size, ProtFlags::READ)?);
+        let bytes = lease(&mapping, ledger);
+        self.bytes = self.bytes - replaced + size;
+        self.by_slot.insert(slot, KeptRegion { dev, ino, mapping });
+        Ok(bytes)
+    }
 }
 
 fn page_size() -> usize {
@@ -320,6 +427,59 @@ mod tests {
         assert!(regions().contains_key(&start));
         drop((bytes, part, mapped));
         assert!(!regions().contains_key(&start));
+    }
+
+    /// A pooled region as a sender makes it, holding `data`.
+    fn pooled_with(data: &[u8]) -> OwnedFd {
+        let fd = crate::shm_pool::sized_memfd(data.len()).unwrap();
+        rustix::io::pwrite(&fd, data, 0).unwrap();
+        fd
+    }
+
+    #[test]
+    fn a_pooled_region_is_mapped_once_and_released_per_frame() {
+        let ledger =
+            Ledger::open(crate::shm_pool::sized_memfd(crate::shm_pool::LEDGER_LEN).unwrap())
+                .unwrap();
+        let mut kept = Kept::default();
+        let data: Vec<u8> = (0..3 * 4096u32).map(|i| (i / 7) as u8).collect();
+        let region = pooled_with(&data);
+        let dup = || region.try_clone().unwrap();
+        let first = kept.map(dup(), 0, data.len(), ledger.clone(), 3).unwrap();
+        let second = kept.map(dup(), 100, 5000, ledger.clone(), 3).unwrap();
+        assert_eq!(&first[..], &data[..]);
+        assert_eq!(&second[..], &data[100..5100]);
+        // The same mapping, leased twice.
+        assert_eq!(second.as_ptr() as usize - first.as_ptr() as usize, 100);
+        assert_eq!(kept.by_slot.len(), 1);
+        drop(first);
+        assert_eq!(ledger.released(3), 1);
+        drop(second);
+        assert_eq!(ledger.released(3), 2);
+        // Another region in the same slot replaces the kept one.
+        let other = pooled_with(&[9u8; 4096]);
+        let third = kept.map(other, 0, 4096, ledger.clone(), 3).unwrap();
+        assert!(third.iter().all(|&b| b == 9));
+        assert_eq!(kept.by_slot.len(), 1);
+        assert_eq!(kept.bytes, 4096);
+        drop(third);
+        assert_eq!(ledger.released(3), 3);
+        // A region far larger than its frame is mapped for the frame only, and
+        // still released.
+        let large = pooled_with(&vec![1u8; 64 * 4096]);
+        let frame = kept.map(large, 4096, 10, ledger.clone(), 4).unwrap();
+        assert_eq!(&frame[..], &[1u8; 10]);
+        assert!(!kept.by_slot.contains_key(&4));
+        drop(frame);
+        assert_eq!(ledger.released(4), 1);
+        // Hostile: past the end, empty, or not sealed; nothing counted.
+        assert!(kept.map(dup(), data.len(), 1, ledger.clone(), 5).is_err());
+        assert!(kept.map(dup(), 0, 0, ledger.clone(), 5).is_err());
+        assert!(kept.map(dup(), usize::MAX, 2, ledger.clone(), 5).is_err());
+        let unsealed = rustix::fs::memfd_create("test", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&unsealed, 4096).unwrap();
+        assert!(kept.map(unsealed, 0, 10, ledger.clone(), 5).is_err());
+        assert_eq!(ledger.released(5), 0);
     }
 
     #[test]

@@ -7,10 +7,21 @@
 //!
 //! Release is counted in a ledger: one page of `AtomicU32`s that the sender
 //! creates and sends once, and that both sides map writable. Slot `i` counts how
-//! often the reader has unmapped region `i`; the sender counts how often it sent
-//! it, and reuses it only when the two agree. The reader's count goes up after
-//! its mapping is gone (`Release`), the sender reads it with `Acquire`, so the
-//! sender never writes while the reader can still read.
+//! often the reader has let go of region `i` (the last `Bytes` of a frame in it
+//! dropped); the sender counts how often it sent it, and reuses it only when the
+//! two agree. The reader's count goes up once nothing of its own reads the
+//! frame any more (`Release`), the sender reads it with `Acquire`, so the
+//! sender never writes while the reader can still read. The reader keeps its
+//! mapping of a pooled region from one frame to the next (`shm::Kept`): mapping
+//! 1 MiB and unmapping it again cost as much as copying it.
+//!
+//! The sender does not run ahead of its reader: while the reader has messages
+//! left to read and more than a few MiB of regions wait for it, the sender
+//! waits for a release (a futex on the ledger's release count), for a few
+//! milliseconds at most, instead of taking a new region. A sender that ran ahead would fill new regions, long
+//! out of the cache once the reader gets to them; kept to a few, the reader
+//! finds what it maps where the sender's copy left it, and the sender copies
+//! into memory it wrote a moment ago.
 //!
 //! Pooled regions are sealed against shrinking and growing (so a mapping can
 //! never fault) but not against writing, since the sender writes them again:
@@ -27,8 +38,14 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::error::Error;
 
-/// Slots in a ledger: one page of counters.
-pub(crate) const SLOTS: usize = 1024;
+/// Slots in a ledger: one page of counters, less the two words for waiting.
+pub(crate) const SLOTS: usize = 1022;
+
+/// The ledger's word counting every release, to wait on (a futex).
+const RELEASES: usize = SLOTS;
+
+/// The ledger's word that is 1 while the sender waits for a release.
+const WAITING: usize = SLOTS + 1;
 
 /// A shared frame's slot when its region is not pooled.
 pub(crate) const NO_SLOT: u32 = u32::MAX;
@@ -39,7 +56,29 @@ const POOL_MAX_BYTES: usize = 128 << 20;
 /// Seals of a pooled region and of the ledger: the size is fixed.
 pub(crate) const FIXED_SIZE: SealFlags = SealFlags::SHRINK.union(SealFlags::GROW);
 
-const LEDGER_LEN: usize = SLOTS * 4;
+pub(crate) const LEDGER_LEN: usize = (SLOTS + 2) * 4;
+
+/// Bytes of pooled regions the reader may have to read before the sender waits
+/// for it (when the reader has not yet read every message): a sender that runs
+/// ahead over fresh regions copies into memory long out of the cache, and the
+/// reader reads it from there; kept within a few regions, the bytes a reader
+/// maps are still in the cache the sender wrote them through. At least two
+/// regions are always allowed, so that a large frame can be written while the
+/// reader reads the last one.
+const IN_FLIGHT_MAX: usize = 4 << 20;
+
+/// Longest single wait for a release before looking again whether the reader
+/// is behind at all (it may hold what it read, and release nothing).
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Longest the sender waits for a release before it takes a new region after
+/// all. Waiting is for the cache, not back-pressure (the queue limit and
+/// `SHARED_UNREAD_BUDGET` are that): a reader that is not reading at all (it
+/// sends first, on the same thread, or is busy) must not block the sender, or
+/// two peers sending each other large frames before reading would deadlock.
+/// A reader that reads releases a 1 MiB frame within tens of microseconds,
+/// and 64 MiB within a few milliseconds.
+const PATIENCE: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn failed(what: &str, e: rustix::io::Errno) -> Error {
     Error::io(what, e.into())
@@ -83,7 +122,7 @@ impl Drop for Writable {
     }
 }
 
-fn sized_memfd(len: usize) -> Result<OwnedFd, Error> {
+pub(crate) fn sized_memfd(len: usize) -> Result<OwnedFd, Error> {
     let fd = rustix::fs::memfd_create("conduit", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
         .map_err(|e| failed("cannot create a shared memory region", e))?;
     rustix::fs::ftruncate(&fd, len as u64)
@@ -104,7 +143,7 @@ pub(crate) struct Ledger {
 
 impl Ledger {
     fn slot(&self, i: usize) -> &AtomicU32 {
-        assert!(i < SLOTS);
+        assert!(i < SLOTS + 2);
         // SAFETY: the mapping is LEDGER_LEN bytes, page-aligned, so slot `i` is an
         // aligned u32 inside it, only ever accessed atomically.
         unsafe { &*(self.map.ptr.cast::<AtomicU32>().add(i)) }
@@ -134,9 +173,65 @@ impl Ledger {
         self.fd.as_ref()?.try_clone().ok()
     }
 
-    /// Counts one release of `slot` (the reader's mapping of it is gone).
+    /// Counts one release of `slot` (the reader's mapping of it is gone), and
+    /// wakes the sender if it waits for one.
     pub(crate) fn release(&self, slot: u32) {
         self.slot(slot as usize).fetch_add(1, Ordering::Release);
+        // With `wait_release`'s SeqCst pair: either the sender sees this count
+        // before it sleeps, or we see it waiting and wake it.
+        self.slot(RELEASES).fetch_add(1, Ordering::SeqCst);
+        if self.slot(WAITING).load(Ordering::SeqCst) != 0 {
+            futex(self.slot(RELEASES), libc::FUTEX_WAKE, i32::MAX as u32, None);
+        }
+    }
+
+    /// How many releases the reader has counted in all.
+    fn releases(&self) -> u32 {
+        self.slot(RELEASES).load(Ordering::SeqCst)
+    }
+
+    /// How often the reader released `slot`.
+    #[cfg(test)]
+    pub(crate) fn released(&self, slot: u32) -> u32 {
+        self.slot(slot as usize).load(Ordering::Acquire)
+    }
+
+    /// Waits at most `timeout` for the reader's next release, unless `ready`
+    /// (asked after announcing the wait, so no release is missed) says a
+    /// region is free already.
+    fn wait_release(&self, timeout: std::time::Duration, ready: impl FnOnce() -> bool) {
+        self.slot(WAITING).store(1, Ordering::SeqCst);
+        let seen = self.slot(RELEASES).load(Ordering::SeqCst);
+        if !ready() {
+            futex(self.slot(RELEASES), libc::FUTEX_WAIT, seen, Some(timeout));
+        }
+        self.slot(WAITING).store(0, Ordering::SeqCst);
+    }
+}
+
+/// `futex(2)` on a word of the ledger: shared between processes, so not
+/// `FUTEX_PRIVATE_FLAG`. Errors (a changed word, a timeout, a signal) all mean
+/// "look again", which every caller does.
+fn futex(word: &AtomicU32, op: libc::c_int, val: u32, timeout: Option<std::time::Duration>) {
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is an aligned u32 in a mapping that outlives the call; the
+    // timeout, if any, lives on this stack frame.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            op,
+            val,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
     }
 }
 
@@ -156,6 +251,9 @@ pub(crate) struct Pool {
     ledger: Option<(Arc<Ledger>, OwnedFd)>,
     /// Whether the peer has been sent the ledger.
     ledger_sent: bool,
+    /// The ledger's release count when the reader last made the sender wait
+    /// [`PATIENCE`] in vain: no more waiting until it releases something.
+    stalled: Option<u32>,
     regions: Vec<Pooled>,
     bytes: usize,
 }
@@ -174,7 +272,18 @@ pub(crate) struct Placed {
 impl Pool {
     /// Copies `data` into a released pooled region (or a new one, while the
     /// pool has room); `None` when neither is possible.
-    pub(crate) fn place(&mut self, data: &[u8]) -> Result<Option<Placed>, Error> {
+    ///
+    /// While the reader is behind (`behind`: it has not read every message
+    /// yet) and more than [`IN_FLIGHT_MAX`] bytes wait for it, waits for it to
+    /// release a region rather than take a new one: until `deadline` (if any),
+    /// for at most [`PATIENCE`], and not at all while the reader has released
+    /// nothing since it last left the sender waiting that long.
+    pub(crate) fn place(
+        &mut self,
+        data: &[u8],
+        behind: impl Fn() -> bool,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<Placed>, Error> {
         if self.ledger.is_none() {
             let fd = sized_memfd(LEDGER_LEN)?;
             let ledger = Arc::new(Ledger {
@@ -185,12 +294,43 @@ impl Pool {
         }
         let (ledger, ledger_fd) = self.ledger.as_ref().expect("made above");
         let len = data.len();
+        let free = |r: &Pooled| ledger.slot(r.slot as usize).load(Ordering::Acquire) == r.sent;
         // A free region no more than twice the frame's size.
-        let found = self.regions.iter().position(|r| {
-            r.map.len >= len
-                && r.map.len <= len.saturating_mul(2)
-                && ledger.slot(r.slot as usize).load(Ordering::Acquire) == r.sent
-        });
+        let fits = |r: &Pooled| r.map.len >= len && r.map.len <= len.saturating_mul(2) && free(r);
+        let mut found = self.regions.iter().position(fits);
+        let mut give_up = None;
+        while found.is_none() {
+            let (count, bytes) = self
+                .regions
+                .iter()
+                .filter(|r| !free(r))
+                .fold((0, 0), |(n, b), r| (n + 1, b + r.map.len));
+            let releases = ledger.releases();
+            if count < 2
+                || bytes + len <= IN_FLIGHT_MAX
+                || self.stalled == Some(releases)
+                || !behind()
+            {
+                // Room in flight; the reader is not reading now; or it has
+                // read every message and holds on to what is in flight: no
+                // reason to wait.
+                break;
+            }
+            let now = std::time::Instant::now();
+            let patience = *give_up.get_or_insert(now + PATIENCE);
+            if now >= patience {
+                self.stalled = Some(releases);
+                break;
+            }
+            let until = deadline.map_or(patience, |d| d.min(patience));
+            if now >= until {
+                break;
+            }
+            ledger.wait_release((until - now).min(WAIT_SLICE), || {
+                self.regions.iter().any(&fits)
+            });
+            found = self.regions.iter().position(fits);
+        }
         let index = match found {
             Some(i) => i,
             None => {

@@ -7,7 +7,10 @@
 //! byte slice, so every length it reads is checked against the bytes that are
 //! left, and serde caps what a collection reserves ahead; with the channel's
 //! `max_message_size`, a hostile message costs bounded memory and gives
-//! [`Error::Decode`], never a panic.
+//! [`Error::Decode`], never a panic. postcard itself does not bound how deeply a
+//! value nests, and decodes by recursion: `depth` counts the levels and refuses
+//! a value nested more than 128 deep, before a hostile one can run the stack
+//! out.
 //!
 //! A [`Descriptor`] serializes as an index into the message's descriptors (kept
 //! in a thread-local list while `send_value` encodes, and while `recv_value`
@@ -27,6 +30,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::channel::{Channel, Handover};
 use crate::error::{Error, RecvError, RecvTimeoutError, TryRecvError};
 use crate::pipe::{PipeReceiver, PipeSender};
+
+mod depth;
+use depth::{Bounded, Depth, MAX_DEPTH};
 
 thread_local! {
     /// Descriptors of the value being encoded on this thread, if any.
@@ -81,13 +87,19 @@ pub(crate) fn decode<T: DeserializeOwned>(msg: Message, fds: Vec<OwnedFd>) -> Re
         )));
     };
     let outer = INCOMING.with(|i| i.borrow_mut().replace(fds.into_iter().map(Some).collect()));
-    let decoded = postcard::take_from_bytes::<T>(frame);
+    let depth = Depth::new(MAX_DEPTH);
+    let mut de = postcard::Deserializer::from_bytes(frame);
+    let decoded =
+        T::deserialize(Bounded::new(&mut de, &depth)).and_then(|v| Ok((v, de.finalize()?)));
     INCOMING.with(|i| *i.borrow_mut() = outer);
     match decoded {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(Error::Decode(format!(
             "{} bytes left over after the value",
             rest.len()
+        ))),
+        Err(_) if depth.exceeded() => Err(Error::Decode(format!(
+            "the value nests more than {MAX_DEPTH} levels deep"
         ))),
         Err(e) => Err(Error::Decode(e.to_string())),
     }

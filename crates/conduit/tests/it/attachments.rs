@@ -93,6 +93,17 @@ fn memfd_mappings(pid: &str) -> Vec<String> {
         .collect()
 }
 
+/// How many descriptors of process `pid` are conduit's shared regions.
+fn process_regions(pid: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().contains("memfd:conduit"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// How many descriptors of this process are conduit's shared regions.
 fn shared_descriptors() -> usize {
     descriptors()
@@ -161,6 +172,43 @@ fn hostile_typed_payloads_are_errors_and_the_channel_goes_on() {
     ));
     a.send_value(&reading(7)).unwrap();
     assert_eq!(b.recv_value::<Reading>().unwrap(), reading(7));
+}
+
+/// A list that nests one level per link: in postcard one byte per link.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Chain(Option<Box<Chain>>);
+
+#[test]
+fn a_value_nested_too_deeply_by_a_child_is_an_error_not_a_crash() {
+    const TEST: &str = "attachments::a_value_nested_too_deeply_by_a_child_is_an_error_not_a_crash";
+    if child_role(TEST).is_some() {
+        let parent = Channel::from_parent().unwrap();
+        // A million links in a megabyte: decoded by recursion with no bound,
+        // this runs any thread out of stack and aborts the receiving process.
+        let mut hostile = vec![1u8; 1_000_000];
+        hostile.push(0);
+        parent.send(hostile).unwrap();
+        // A chain of a few links is fine.
+        parent
+            .send_value(&Chain(Some(Box::new(Chain(None)))))
+            .unwrap();
+        // Wait until the parent is done, so it reads both before the end.
+        let _ = parent.recv();
+        return;
+    }
+    let (mut child, channel) = spawn_with_channel(child_command(TEST, "hostile")).unwrap();
+    match channel.recv_value::<Chain>() {
+        Err(RecvError::Failed(Error::Decode(why))) => {
+            assert!(why.contains("nests more than 128 levels"), "{why}")
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert_eq!(
+        channel.recv_value::<Chain>().unwrap(),
+        Chain(Some(Box::new(Chain(None))))
+    );
+    drop(channel);
+    assert!(child.wait().unwrap().success());
 }
 
 /// A value's bytes as `send_value` would send them (through a channel, to
@@ -374,24 +422,42 @@ fn large_frames_travel_in_shared_memory_and_are_reclaimed() {
         assert_eq!(&msg.frames()[2][..], &big[..1 << 20]);
         // Mapped by the receiver, not copied.
         assert_eq!(shared_mappings("self"), 2);
-        let keep = msg.frames()[1].slice(10..20);
-        drop(msg);
-        assert_eq!(shared_mappings("self"), 1, "a slice keeps its region");
-        drop(keep);
-        assert_eq!(shared_mappings("self"), 0);
-        // Released regions are used again: the sender's pool does not grow.
         let pooled = shared_descriptors();
         assert!(pooled >= 2, "the sender keeps its regions: {pooled}");
+        let keep = msg.frames()[1].slice(10..20);
+        drop(msg);
+        // The 1 MiB frame's region was released: used again, not a new one.
+        a.send(vec![7u8; 1 << 20]).unwrap();
+        assert_eq!(b.recv().unwrap().concat(), vec![7u8; 1 << 20]);
+        assert_eq!(shared_descriptors(), pooled, "a released region is reused");
+        // The 4 MiB one is held by a slice: a new 4 MiB frame takes a new
+        // region, and the slice still reads what was sent in it.
+        a.send(vec![8u8; 4 << 20]).unwrap();
+        let other = b.recv().unwrap();
+        assert_eq!(other.concat(), vec![8u8; 4 << 20]);
+        assert_eq!(
+            shared_descriptors(),
+            pooled + 1,
+            "a held region is not reused"
+        );
+        assert_eq!(&keep[..], &big[10..20]);
+        drop((keep, other));
+        // From here on, the sender's regions are used again and again, and the
+        // receiver maps each once: neither side takes more.
+        let pooled = shared_descriptors();
+        let mapped = shared_mappings("self");
         for round in 0..5u8 {
-            let frame = vec![round; 4 << 20];
-            a.send(frame.clone()).unwrap();
-            assert_eq!(&b.recv().unwrap().concat()[..], &frame[..]);
+            for len in [4 << 20, 1 << 20] {
+                let frame = vec![round; len];
+                a.send(frame.clone()).unwrap();
+                assert_eq!(&b.recv().unwrap().concat()[..], &frame[..]);
+            }
         }
         assert_eq!(shared_descriptors(), pooled);
+        assert_eq!(shared_mappings("self"), mapped);
         // A typed value over the threshold takes the same road.
         a.send_value(&big).unwrap();
         assert_eq!(b.recv_value::<Vec<u8>>().unwrap(), big);
-        assert_eq!(shared_mappings("self"), 0);
         // The channel's pool and ledger go with it.
         drop((a, b));
         assert_eq!(memfd_mappings("self"), Vec::<String>::new());
@@ -417,8 +483,17 @@ fn a_killed_peer_leaves_no_shared_region_behind() {
         let first = channel.recv().unwrap();
         assert_eq!(first.concat().len(), 2 << 20);
         assert_eq!(shared_mappings("self"), 1);
-        // Regions are in flight in the socket, and in the child, when it dies.
-        std::thread::sleep(Duration::from_millis(50));
+        // Regions are in flight in the socket, and in the child, when it dies:
+        // wait until the child holds a second region (and its ledger), which
+        // it makes only to send a second frame.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while process_regions(&pid) < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never sent a second frame"
+            );
+            std::thread::yield_now();
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
@@ -587,12 +662,57 @@ fn a_sender_waits_while_its_peer_leaves_shared_memory_unread() {
         assert!(sent <= 6, "the sender never waited");
     }
     assert!(sent >= 1);
+    read_then_room_again(&a, &b, sent, big);
+}
+
+/// Reads the `sent` frames like `frame` waiting on `b` (dropping each), then
+/// checks that `a` can send another.
+fn read_then_room_again(a: &Channel, b: &Channel, sent: usize, frame: bytes::Bytes) {
     for _ in 0..sent {
-        assert_eq!(b.recv().unwrap().byte_len(), 64 << 20);
+        assert_eq!(b.recv().unwrap().byte_len(), frame.len());
     }
-    // Read (and released): room again.
-    a.send_timeout(big, Duration::from_secs(10)).unwrap();
-    assert_eq!(b.recv().unwrap().byte_len(), 64 << 20);
+    a.send_timeout(frame.clone(), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(b.recv().unwrap().byte_len(), frame.len());
+}
+
+#[test]
+fn a_reader_that_is_not_reading_never_blocks_the_sender() {
+    // While its reader is behind, a sender waits for a release rather than
+    // fill a new region (for the cache; how much that keeps to few regions
+    // depends on the scheduler, so BENCHMARKS.md shows it, not a test). But
+    // only briefly: a reader that sends first, or is busy, must not block its
+    // peer's sends, or two peers sending each other large frames before
+    // reading would deadlock. Here the fifth frame waits, the rest do not.
+    let (a, b) = Channel::pair().unwrap();
+    for i in 0..16u8 {
+        a.send_timeout(vec![i; 1 << 20], Duration::from_secs(10))
+            .unwrap();
+    }
+    for i in 0..16u8 {
+        let msg = b.recv().unwrap();
+        assert!(msg.concat().iter().all(|&x| x == i), "frame {i}");
+    }
+    read_then_room_again(&a, &b, 0, bytes::Bytes::from(vec![9u8; 1 << 20]));
+}
+
+#[test]
+fn a_reader_that_holds_its_frames_does_not_stall_the_sender() {
+    // A reader that has read every message and keeps the frames releases
+    // nothing: that is no reason to wait, the sender takes new regions.
+    let (a, b) = Channel::pair().unwrap();
+    let reader = std::thread::spawn(move || {
+        let held: Vec<Message> = (0..12).map(|_| b.recv().unwrap()).collect();
+        held
+    });
+    for i in 0..12u8 {
+        a.send_timeout(vec![i; 1 << 20], Duration::from_secs(10))
+            .unwrap();
+    }
+    let held = reader.join().unwrap();
+    for (i, msg) in held.iter().enumerate() {
+        assert!(msg.concat().iter().all(|&b| b == i as u8), "frame {i}");
+    }
 }
 
 #[test]
