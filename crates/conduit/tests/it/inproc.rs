@@ -8,26 +8,7 @@ use conduit::{
     Channel, Endpoint, Error, Message, RecvTimeoutError, Socket, SocketType, TrySendError,
 };
 
-fn socket(kind: SocketType) -> Socket {
-    Socket::new(kind).unwrap()
-}
-
-fn wait_peers(s: &Socket, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while s.peer_count() != n {
-        assert!(
-            Instant::now() < deadline,
-            "{} peers, not {n}",
-            s.peer_count()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-fn recv_text(s: &Socket) -> String {
-    let m = s.recv_timeout(Duration::from_secs(10)).unwrap();
-    String::from_utf8(m.concat().to_vec()).unwrap()
-}
+use crate::sockets::{recv_str, socket, wait_peers};
 
 #[test]
 fn every_pattern_works_over_inproc() {
@@ -37,7 +18,7 @@ fn every_pattern_works_over_inproc() {
     let push = socket(SocketType::Push);
     push.connect("inproc://t-push").unwrap();
     push.send("job").unwrap();
-    assert_eq!(recv_text(&pull), "job");
+    assert_eq!(recv_str(&pull), "job");
 
     // REQ -> REP and back
     let rep = socket(SocketType::Rep);
@@ -45,9 +26,9 @@ fn every_pattern_works_over_inproc() {
     let req = socket(SocketType::Req);
     req.connect("inproc://t-rep").unwrap();
     req.send("ping").unwrap();
-    assert_eq!(recv_text(&rep), "ping");
+    assert_eq!(recv_str(&rep), "ping");
     rep.send("pong").unwrap();
-    assert_eq!(recv_text(&req), "pong");
+    assert_eq!(recv_str(&req), "pong");
 
     // DEALER -> ROUTER, routed back by identity
     let router = socket(SocketType::Router);
@@ -62,7 +43,7 @@ fn every_pattern_works_over_inproc() {
     assert_eq!(m.frames()[0], "d1");
     assert_eq!(m.frames()[1], "hello");
     router.send(Message::from_frames(["d1", "back"])).unwrap();
-    assert_eq!(recv_text(&dealer), "back");
+    assert_eq!(recv_str(&dealer), "back");
 
     // PAIR both ways
     let a = socket(SocketType::Pair);
@@ -71,8 +52,8 @@ fn every_pattern_works_over_inproc() {
     b.connect("inproc://t-pair").unwrap();
     a.send("to b").unwrap();
     b.send("to a").unwrap();
-    assert_eq!(recv_text(&b), "to b");
-    assert_eq!(recv_text(&a), "to a");
+    assert_eq!(recv_str(&b), "to b");
+    assert_eq!(recv_str(&a), "to a");
 }
 
 #[test]
@@ -87,7 +68,7 @@ fn subscriptions_cross_inproc_and_filter_at_the_publisher() {
     assert_eq!(s.frames()[0], &b"\x01weather"[..]);
     publisher.send("sports 1").unwrap();
     publisher.send("weather sunny").unwrap();
-    assert_eq!(recv_text(&sub), "weather sunny");
+    assert_eq!(recv_str(&sub), "weather sunny");
     sub.unsubscribe("weather").unwrap();
     let s = publisher.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(s.frames()[0], &b"\x00weather"[..]);
@@ -119,7 +100,7 @@ fn connecting_may_come_before_binding() {
     // Linked by the bind itself: the peer is there when it returns.
     assert_eq!(push.peer_count(), 1);
     push.send("early").unwrap();
-    assert_eq!(recv_text(&pull), "early");
+    assert_eq!(recv_str(&pull), "early");
 }
 
 #[test]
@@ -133,7 +114,7 @@ fn nothing_sent_before_a_close_is_lost() {
     }
     push.close().unwrap();
     for i in 0..500u32 {
-        assert_eq!(recv_text(&pull), i.to_string());
+        assert_eq!(recv_str(&pull), i.to_string());
     }
     // Then the peer is gone.
     wait_peers(&pull, 0);
@@ -177,10 +158,10 @@ fn a_link_holds_the_send_and_receive_high_water_marks() {
     assert_eq!(sent, 8);
     // Room made at the receiver lets the sender go on, in order.
     for i in 0..8u32 {
-        assert_eq!(recv_text(&pull), i.to_string());
+        assert_eq!(recv_str(&pull), i.to_string());
     }
     push.send_timeout("more", Duration::from_secs(10)).unwrap();
-    assert_eq!(recv_text(&pull), "more");
+    assert_eq!(recv_str(&pull), "more");
 }
 
 #[test]
@@ -201,7 +182,7 @@ fn a_blocked_sender_wakes_when_the_receiver_reads() {
         }
     });
     for i in 0..200u32 {
-        assert_eq!(recv_text(&pull), i.to_string());
+        assert_eq!(recv_str(&pull), i.to_string());
     }
     sender.join().unwrap();
 }
@@ -213,14 +194,14 @@ fn a_connecting_socket_links_again_to_the_next_binder() {
     let first = socket(SocketType::Pull);
     first.bind("inproc://t-relink").unwrap();
     push.send("one").unwrap();
-    assert_eq!(recv_text(&first), "one");
+    assert_eq!(recv_str(&first), "one");
     first.close().unwrap();
     wait_peers(&push, 0);
     let second = socket(SocketType::Pull);
     second.bind("inproc://t-relink").unwrap();
     wait_peers(&push, 1);
     push.send("two").unwrap();
-    assert_eq!(recv_text(&second), "two");
+    assert_eq!(recv_str(&second), "two");
 }
 
 #[test]
@@ -246,7 +227,7 @@ fn a_name_is_bound_once_and_unbind_frees_it() {
     b.bind("inproc://t-once").unwrap();
     wait_peers(&b, 1);
     push.send("to b").unwrap();
-    assert_eq!(recv_text(&b), "to b");
+    assert_eq!(recv_str(&b), "to b");
 }
 
 #[test]
@@ -257,7 +238,7 @@ fn disconnect_ends_the_link_and_stops_waiting() {
     push.connect("inproc://t-disc").unwrap();
     push.send("before").unwrap();
     push.disconnect("inproc://t-disc").unwrap();
-    assert_eq!(recv_text(&pull), "before", "what was sent still arrives");
+    assert_eq!(recv_str(&pull), "before", "what was sent still arrives");
     wait_peers(&pull, 0);
     wait_peers(&push, 0);
     // A socket waiting for a name stops waiting when it disconnects.
@@ -304,7 +285,7 @@ fn many_threads_push_into_one_pull() {
         .collect();
     let mut next = [0u32; 4];
     for _ in 0..20_000 {
-        let text = recv_text(&pull);
+        let text = recv_str(&pull);
         let (t, i) = text.split_once(' ').unwrap();
         let t: usize = t.parse().unwrap();
         assert_eq!(i.parse::<u32>().unwrap(), next[t], "in order per sender");
@@ -356,7 +337,7 @@ fn a_router_broker_relays_between_threads() {
     client.connect(&front_ep).unwrap();
     for i in 0..30 {
         client.send(format!("job {i}")).unwrap();
-        let reply = recv_text(&client);
+        let reply = recv_str(&client);
         assert!(reply.starts_with(&format!("job {i} by ")), "{reply}");
     }
     broker.join().unwrap();
@@ -396,9 +377,9 @@ fn churn() {
         let req = socket(SocketType::Req);
         req.connect(&name).unwrap();
         req.send("x").unwrap();
-        assert_eq!(recv_text(&rep), "x");
+        assert_eq!(recv_str(&rep), "x");
         rep.send("y").unwrap();
-        assert_eq!(recv_text(&req), "y");
+        assert_eq!(recv_str(&req), "y");
         let late = socket(SocketType::Req);
         let linking = std::thread::spawn(move || {
             let _ = late.connect(&name);
