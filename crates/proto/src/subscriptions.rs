@@ -76,6 +76,9 @@ pub struct Subscriptions {
     lengths: BTreeMap<usize, usize>,
     /// Bytes of the distinct topics, summed.
     bytes: usize,
+    /// The empty topic is subscribed: everything matches, with no lookup (a
+    /// PUB asks once per subscriber per message, and most subscribe to all).
+    all: bool,
 }
 
 impl Subscriptions {
@@ -91,6 +94,7 @@ impl Subscriptions {
             return false;
         }
         self.counts.insert(Bytes::copy_from_slice(prefix), 1);
+        self.all |= prefix.is_empty();
         *self.lengths.entry(prefix.len()).or_default() += 1;
         self.bytes += prefix.len();
         true
@@ -131,6 +135,7 @@ impl Subscriptions {
             return false;
         }
         self.counts.remove(prefix);
+        self.all &= !prefix.is_empty();
         self.bytes -= prefix.len();
         if let Some(n) = self.lengths.get_mut(&prefix.len()) {
             *n -= 1;
@@ -143,9 +148,11 @@ impl Subscriptions {
 
     /// Whether some subscription is a prefix of `data`.
     pub fn matches(&self, data: &[u8]) -> bool {
-        self.lengths
-            .range(..=data.len())
-            .any(|(&len, _)| self.counts.contains_key(&data[..len]))
+        self.all
+            || self
+                .lengths
+                .range(..=data.len())
+                .any(|(&len, _)| self.counts.contains_key(&data[..len]))
     }
 
     /// Number of distinct prefixes subscribed.
@@ -217,6 +224,20 @@ mod tests {
         s.add(b"");
         assert!(s.matches(b""));
         assert!(s.matches(b"anything"));
+    }
+
+    #[test]
+    fn the_empty_subscription_is_counted_like_any_other() {
+        let mut s = Subscriptions::new();
+        s.add(b"");
+        s.add(b"");
+        assert!(!s.remove(b""));
+        assert!(
+            s.matches(b"still"),
+            "one subscription to everything is left"
+        );
+        assert!(s.remove(b""));
+        assert!(!s.matches(b"still"));
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! - **batched**: the caller is streaming: the message is appended. The caller
 //!   writes the queue itself once it holds [`BATCH_MSGS`] messages or
 //!   [`BATCH_BYTES`]; the tail of a burst is written by the I/O thread once
-//!   nothing was added for a little while ([`TAIL_WAIT`], growing to
-//!   [`TAIL_WAIT_MAX`] while the sender keeps writing whole batches itself).
+//!   the sender stops queueing, to any of the socket's peers, for a little
+//!   while ([`TAIL_WAIT`], growing to [`TAIL_WAIT_MAX`] while it keeps
+//!   queueing), or once it has queued a batch's worth for every tail there
+//!   is (the reactor's `look_at_tails`).
 //!
 //! Every write is non-blocking and made under the lock, by whichever thread,
 //! so bytes go out in queue order. What the kernel does not take stays queued
@@ -161,13 +163,12 @@ pub(crate) struct OutState {
     stream: Option<Arc<SocketStream>>,
     buf: SendBuffer,
     /// CURVE: seals every message and command as it is queued, so boxes go
-    /// out in the order of their nonces.
-    sealer: Option<Sealer>,
+    /// out in the order of their nonces. Boxed, like `broken`, so that what
+    /// a send touches fits in fewer cache lines: a PUB touches one such queue
+    /// per subscriber per message, and at a thousand they are not in cache.
+    sealer: Option<Box<Sealer>>,
     /// Messages in `buf` (not commands): what the high-water mark counts.
     msgs: usize,
-    /// Messages ever appended while streaming, so the tail flush can tell a
-    /// queue that is still growing.
-    appended: u64,
     /// The I/O thread will look at the queue (a tail flush is scheduled, or it
     /// waits for the connection to become writable): no need to ask it again.
     io_pending: bool,
@@ -178,7 +179,7 @@ pub(crate) struct OutState {
     /// A sender found the queue full: wake senders when it drains.
     was_full: bool,
     sent_any: bool,
-    broken: Option<Error>,
+    broken: Option<Box<Error>>,
 }
 
 /// Why a message was not queued.
@@ -188,6 +189,23 @@ pub(crate) enum Refused {
     Full(Message),
     /// The connection is broken; the message is handed back.
     Broken(Message),
+}
+
+/// Why a message offered by reference was not queued (see [`Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    Broken,
+}
+
+impl Refusal {
+    /// The refusal, with the message handed back.
+    pub(crate) fn with(self, msg: Message) -> Refused {
+        match self {
+            Refusal::Full => Refused::Full(msg),
+            Refusal::Broken => Refused::Broken(msg),
+        }
+    }
 }
 
 /// A peer's send queue.
@@ -229,7 +247,6 @@ impl PeerOut {
                 buf: SendBuffer::new(),
                 sealer: None,
                 msgs: 0,
-                appended: 0,
                 io_pending: false,
                 blocked: false,
                 was_full: false,
@@ -250,26 +267,38 @@ impl PeerOut {
     /// Queues `msg` without waiting, writing it (or the batch it completes) at
     /// once when that is the faster path (see the module documentation).
     pub(crate) fn offer(&self, msg: Message) -> Result<(), Refused> {
+        self.offer_ref(&msg).map_err(|why| why.with(msg))
+    }
+
+    /// [`offer`](Self::offer) for a message the caller keeps: what is queued
+    /// is encoded from it (small bodies copied, large ones shared), so a PUB
+    /// offering one message to many subscribers need not clone it for each.
+    pub(crate) fn offer_ref(&self, msg: &Message) -> Result<(), Refusal> {
         let mut st = self.lock();
         if st.broken.is_some() {
-            return Err(Refused::Broken(msg));
+            return Err(Refusal::Broken);
         }
         if st.msgs >= self.hwm {
             st.was_full = true;
-            return Err(Refused::Full(msg));
+            return Err(Refusal::Full);
         }
         st.sent_any = true;
+        self.io.note_queued();
         let idle = st.buf.is_empty();
-        st.push_message(&msg);
+        st.push_message(msg);
         st.msgs += 1;
         if idle && (msg.byte_len() >= DIRECT_SIZE || !pace::streaming()) {
             self.write_now(&mut st);
             pace::wrote_direct();
             return Ok(());
         }
-        st.appended += 1;
         if st.blocked {
-            // The I/O side writes once the kernel has room.
+            // The I/O side writes once the kernel has room; the sender tries
+            // again at each further batch, so that a slow reader's queues are
+            // written together rather than one per writability event.
+            if st.msgs % self.batch_msgs == 0 {
+                let _ = self.flush_locked(&mut st);
+            }
         } else if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
             self.write_now(&mut st);
             pace::wrote_batch();
@@ -328,7 +357,10 @@ impl PeerOut {
                 Flushed::Blocked
             }
             Err(e) => {
-                st.broken = Some(Error::from_stream(e, "cannot write to the stream"));
+                st.broken = Some(Box::new(Error::from_stream(
+                    e,
+                    "cannot write to the stream",
+                )));
                 st.buf.clear();
                 st.msgs = 0;
                 Flushed::Broken
@@ -339,7 +371,7 @@ impl PeerOut {
     /// From now on, seals what is queued (CURVE); set when the handshake
     /// completes, before anything else is queued.
     pub(crate) fn set_sealer(&self, sealer: Sealer) {
-        self.lock().sealer = Some(sealer);
+        self.lock().sealer = Some(Box::new(sealer));
     }
 
     /// Marks the queue broken (the connection ended): senders skip this peer,
@@ -347,7 +379,7 @@ impl PeerOut {
     pub(crate) fn set_broken(&self, error: Error) {
         let mut st = self.lock();
         if st.broken.is_none() {
-            st.broken = Some(error);
+            st.broken = Some(Box::new(error));
         }
         st.buf.clear();
         st.msgs = 0;
@@ -363,19 +395,15 @@ impl PeerOut {
 
 impl OutState {
     fn push_message(&mut self, msg: &Message) {
-        self.buf.push_message_via(self.sealer.as_mut(), msg);
+        self.buf.push_message_via(self.sealer.as_deref_mut(), msg);
     }
 
     fn push_command(&mut self, cmd: &Command) {
-        self.buf.push_command_via(self.sealer.as_mut(), cmd);
+        self.buf.push_command_via(self.sealer.as_deref_mut(), cmd);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
-    }
-
-    pub(crate) fn appended(&self) -> u64 {
-        self.appended
     }
 
     pub(crate) fn set_io_pending(&mut self, on: bool) {
