@@ -25,7 +25,6 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -119,10 +118,6 @@ pub(crate) struct Doorbell {
     drive: Mutex<Drive>,
     /// The I/O thread, and the socket's key there.
     io: OnceLock<(Arc<IoHandle>, usize)>,
-    /// Messages application threads have handed to this socket's send
-    /// queues: the reactor tells a sender that keeps sending (to any peer)
-    /// from one that paused by it, to time the tails of bursts (`out.rs`).
-    queued: AtomicU64,
 }
 
 impl Doorbell {
@@ -133,22 +128,7 @@ impl Doorbell {
             reactor_fd,
             drive: Mutex::new(Drive::default()),
             io: OnceLock::new(),
-            queued: AtomicU64::new(0),
         }
-    }
-
-    /// Counts a message handed to one of the socket's send queues. Senders
-    /// hold the socket's state lock, so a load and a store do (a lock-free
-    /// add would cost more per subscriber of a PUB); were one lost, a tail
-    /// would only be written sooner.
-    pub(crate) fn note_queued(&self) {
-        let n = self.queued.load(Ordering::Relaxed);
-        self.queued.store(n.wrapping_add(1), Ordering::Relaxed);
-    }
-
-    /// Messages handed to the socket's send queues so far.
-    pub(crate) fn queued(&self) -> u64 {
-        self.queued.load(Ordering::Relaxed)
     }
 
     /// The reactor's epoll descriptor.

@@ -13,10 +13,8 @@
 //! - **batched**: the caller is streaming: the message is appended. The caller
 //!   writes the queue itself once it holds [`BATCH_MSGS`] messages or
 //!   [`BATCH_BYTES`]; the tail of a burst is written by the I/O thread once
-//!   the sender stops queueing, to any of the socket's peers, for a little
-//!   while ([`TAIL_WAIT`], growing to [`TAIL_WAIT_MAX`] while it keeps
-//!   queueing), or once it has queued a batch's worth for every tail there
-//!   is (the reactor's `look_at_tails`).
+//!   nothing was added for a little while ([`TAIL_WAIT`], growing to
+//!   [`TAIL_WAIT_MAX`] while the sender keeps writing whole batches itself).
 //!
 //! Every write is non-blocking and made under the lock, by whichever thread,
 //! so bytes go out in queue order. What the kernel does not take stays queued
@@ -167,6 +165,9 @@ pub(crate) struct OutState {
     sealer: Option<Sealer>,
     /// Messages in `buf` (not commands): what the high-water mark counts.
     msgs: usize,
+    /// Messages ever appended while streaming, so the tail flush can tell a
+    /// queue that is still growing.
+    appended: u64,
     /// The I/O thread will look at the queue (a tail flush is scheduled, or it
     /// waits for the connection to become writable): no need to ask it again.
     io_pending: bool,
@@ -228,6 +229,7 @@ impl PeerOut {
                 buf: SendBuffer::new(),
                 sealer: None,
                 msgs: 0,
+                appended: 0,
                 io_pending: false,
                 blocked: false,
                 was_full: false,
@@ -257,7 +259,6 @@ impl PeerOut {
             return Err(Refused::Full(msg));
         }
         st.sent_any = true;
-        self.io.note_queued();
         let idle = st.buf.is_empty();
         st.push_message(&msg);
         st.msgs += 1;
@@ -266,6 +267,7 @@ impl PeerOut {
             pace::wrote_direct();
             return Ok(());
         }
+        st.appended += 1;
         if st.blocked {
             // The I/O side writes once the kernel has room.
         } else if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
@@ -370,6 +372,10 @@ impl OutState {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
+    }
+
+    pub(crate) fn appended(&self) -> u64 {
+        self.appended
     }
 
     pub(crate) fn set_io_pending(&mut self, on: bool) {

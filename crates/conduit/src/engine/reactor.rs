@@ -23,7 +23,7 @@ use super::conn::{Conn, Ended, Origin, Phase, READ_BUDGET, Read};
 use super::connect;
 use super::inproc::{self, Drained, Half, LinkId, Side};
 use super::io_thread::Doorbell;
-use super::out::{BATCH_MSGS, ConnId, Flushed, PeerOut, TAIL_WAIT, TAIL_WAIT_MAX};
+use super::out::{ConnId, Flushed, PeerOut, TAIL_WAIT, TAIL_WAIT_MAX};
 use super::outlet::Outlet;
 use super::timers::{Timer, Timers};
 use crate::endpoint::Endpoint;
@@ -98,8 +98,6 @@ impl Reactor {
             sockets: HashMap::new(),
             inproc: HashMap::new(),
             ready: VecDeque::new(),
-            tails: VecDeque::new(),
-            tails_watched: false,
             blocked_listeners: Vec::new(),
             tasks: Vec::new(),
             due: Vec::new(),
@@ -231,12 +229,6 @@ pub(crate) struct Reactor {
     inproc: HashMap<LinkId, Box<Half>>,
     /// Connections with input left after their read budget.
     ready: VecDeque<ConnId>,
-    /// Queues a streaming sender left short of a batch, oldest first, each
-    /// with the socket's count of queued messages when it began
-    /// ([`Reactor::look_at_tails`]).
-    tails: VecDeque<(ConnId, u64)>,
-    /// A look at `tails` is scheduled.
-    tails_watched: bool,
     /// Listeners that ran out of descriptors.
     blocked_listeners: Vec<usize>,
     /// Scratch space for a step.
@@ -369,18 +361,18 @@ impl Reactor {
             Task::Unbind { core, endpoint } => self.unbind(&core, &endpoint),
             Task::Disconnect { core, endpoint } => self.disconnect(&core, &endpoint),
             Task::TailFlush(id) => {
-                let queued = self.handle.queued();
-                self.tails.push_back((id, queued));
-                if !self.tails_watched {
-                    self.tails_watched = true;
-                    self.timers.add(
-                        now + TAIL_WAIT,
-                        Timer::Tails {
-                            queued,
-                            wait_us: TAIL_WAIT.as_micros() as u32,
-                        },
-                    );
-                }
+                let Some(conn) = self.conn_mut(id) else {
+                    return;
+                };
+                let appended = conn.out.lock().appended();
+                self.timers.add(
+                    now + TAIL_WAIT,
+                    Timer::TailFlush {
+                        conn: Timer::conn(id),
+                        appended,
+                        wait_us: TAIL_WAIT.as_micros() as u32,
+                    },
+                );
             }
             Task::Writable(id) => {
                 if self.conn_mut(id).is_some() {
@@ -495,7 +487,39 @@ impl Reactor {
 
     fn on_timer(&mut self, timer: Timer, now: Instant) {
         match timer {
-            Timer::Tails { queued, wait_us } => self.look_at_tails(queued, wait_us, now),
+            Timer::TailFlush {
+                conn: (token, serial),
+                appended,
+                wait_us,
+            } => {
+                let id = ConnId { token, serial };
+                let Some(conn) = self.conn_mut(id) else {
+                    return;
+                };
+                if conn.want_write {
+                    return; // writability drives it now
+                }
+                let (empty, now_appended) = {
+                    let st = conn.out.lock();
+                    (st.is_empty(), st.appended())
+                };
+                let wait = Duration::from_micros(wait_us.into());
+                if !empty && now_appended != appended && wait < TAIL_WAIT_MAX {
+                    // Still growing: the sender writes whole batches itself;
+                    // look again later, less often.
+                    let wait = (wait * 2).min(TAIL_WAIT_MAX);
+                    self.timers.add(
+                        now + wait,
+                        Timer::TailFlush {
+                            conn: (token, serial),
+                            appended: now_appended,
+                            wait_us: wait.as_micros() as u32,
+                        },
+                    );
+                    return;
+                }
+                self.flush(token);
+            }
             Timer::Handshake((token, serial)) => {
                 let id = ConnId { token, serial };
                 let Some(conn) = self.conn_mut(id) else {
@@ -828,55 +852,6 @@ impl Reactor {
 
     /// Writes what is queued for a connection, watching for writability while
     /// the kernel is full.
-    /// The socket's tails (queues a streaming sender left short of a batch),
-    /// `wait_us` after the last look, when the sender had queued `queued`
-    /// messages. A sender that queued nothing since has paused: every tail
-    /// is written. One that keeps queueing, to any peer, writes whole
-    /// batches itself, so its tails wait, looked at less often; but none
-    /// waits longer than it takes the sender to queue a batch for every
-    /// tail there is, so that a peer sent little while another streams
-    /// still hears soon. Judged for the socket, not per queue: a PUB adds to
-    /// each subscriber's queue once per pass over all of them, which at a
-    /// thousand subscribers is slower than any wait a queue could be given.
-    fn look_at_tails(&mut self, queued: u64, wait_us: u32, now: Instant) {
-        let now_queued = self.handle.queued();
-        if now_queued == queued {
-            self.tails_watched = false;
-            while let Some((id, _)) = self.tails.pop_front() {
-                self.flush_tail(id);
-            }
-            return;
-        }
-        let allowance = (BATCH_MSGS as u64).saturating_mul(self.tails.len() as u64);
-        while let Some(&(id, since)) = self.tails.front() {
-            if now_queued.wrapping_sub(since) < allowance {
-                break;
-            }
-            self.tails.pop_front();
-            self.flush_tail(id);
-        }
-        if self.tails.is_empty() {
-            self.tails_watched = false;
-            return;
-        }
-        let wait = (Duration::from_micros(wait_us.into()) * 2).min(TAIL_WAIT_MAX);
-        self.timers.add(
-            now + wait,
-            Timer::Tails {
-                queued: now_queued,
-                wait_us: wait.as_micros() as u32,
-            },
-        );
-    }
-
-    /// Writes a tail, unless its connection is gone or waits for writability
-    /// (which then writes it).
-    fn flush_tail(&mut self, id: ConnId) {
-        if self.conn_mut(id).is_some_and(|c| !c.want_write) {
-            self.flush(id.token);
-        }
-    }
-
     fn flush(&mut self, token: usize) {
         let Some(conn) = conn_in(&mut self.sources, token) else {
             return;

@@ -21,9 +21,12 @@ use super::out::ConnId;
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
-    /// Look at the socket's tails of bursts (`Reactor::look_at_tails`): the
-    /// sender had queued `queued` messages when this was set.
-    Tails { queued: u64, wait_us: u32 },
+    /// Write a burst's tail if nothing was added since `appended`.
+    TailFlush {
+        conn: (usize, u64),
+        appended: u64,
+        wait_us: u32,
+    },
     /// A handshake's deadline.
     Handshake((usize, u64)),
     /// A heartbeat is due (PING to send, or silence to judge).
