@@ -404,18 +404,8 @@ impl Reactor {
             Task::Close(core) => self.close(&core, now),
             Task::Abort(core) => self.abort(&core, now),
             Task::InprocAttach(half) => self.attach_inproc(half),
-            Task::InprocDrain(link) => {
-                if let Some(half) = self.inproc.get_mut(&link) {
-                    let drained = half.drain();
-                    self.after_drain(link, drained);
-                }
-            }
-            Task::InprocResume(link) => {
-                if let Some(half) = self.inproc.get_mut(&link) {
-                    let drained = half.resume();
-                    self.after_drain(link, drained);
-                }
-            }
+            Task::InprocDrain(link) => self.drain_inproc(link, false),
+            Task::InprocResume(link) => self.drain_inproc(link, true),
             Task::InprocKick(link, error) => self.end_inproc(link, Some(error), false),
         }
     }
@@ -438,8 +428,16 @@ impl Reactor {
         if closing || !listed {
             return self.end_inproc(link, None, false);
         }
-        let drained = self.inproc.get_mut(&link).expect("just put").drain();
-        self.after_drain(link, drained);
+        self.drain_inproc(link, false);
+    }
+
+    /// Takes what an inproc peer sent, after making the half read again if
+    /// `resume` (the socket has room for its messages).
+    fn drain_inproc(&mut self, link: LinkId, resume: bool) {
+        if let Some(half) = self.inproc.get_mut(&link) {
+            let drained = if resume { half.resume() } else { half.drain() };
+            self.after_drain(link, drained);
+        }
     }
 
     fn after_drain(&mut self, link: LinkId, drained: Drained) {
