@@ -8,13 +8,15 @@
 //!
 //! Checks: no panic; the same items and the same end (error, or leftover bytes and
 //! decoder state) whether the bytes arrive whole or in those pieces; the receive
-//! buffer stays within the memory bound; every message is within the limit; every
+//! buffer stays within the memory bound; the same again when large bodies are
+//! read in place, as the engine reads them; every message is within the limit; every
 //! item re-encodes and decodes to itself; error reasons are sendable.
 #![no_main]
 
 use conduit_proto::{DEFAULT_MAX_MESSAGE_SIZE, Item, MAX_COMMAND_SIZE, MAX_HEADER_LEN};
 use conduit_proto_fuzz::{
-    Outcome, check_error_reason, check_reencodes, decode_in_pieces, decode_whole, piece_sizes,
+    Outcome, check_error_reason, check_reencodes, decode_in_pieces, decode_in_place, decode_whole,
+    piece_sizes,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -36,6 +38,11 @@ fuzz_target!(|data: &[u8]| {
     let whole = decode_whole(wire, max);
     let split = decode_in_pieces(wire, &pieces, max);
     assert_eq!(whole, split, "split points changed the result");
+    let in_place = decode_in_place(wire, &pieces, max);
+    assert_eq!(
+        whole, in_place,
+        "reading large bodies in place changed the result"
+    );
 
     for item in &whole.items {
         if let Item::Message(msg) = item {

@@ -62,9 +62,11 @@ fn drain(
         let result = decoder.decode(src);
         if !matches!(result, Ok(Some(_))) {
             let bound = capacity_bound(fed, max_message_size);
+            // A large frame's body has a buffer of its own: it counts too.
+            let body = decoder.large_body().map_or(0, |(body, _)| body.capacity());
             assert!(
-                src.capacity() <= bound,
-                "receive buffer grew to {} bytes after {fed} bytes fed (bound {bound})",
+                src.capacity() + body <= bound,
+                "receive buffers grew to {} + {body} bytes after {fed} bytes fed (bound {bound})",
                 src.capacity()
             );
         }
@@ -106,9 +108,20 @@ pub fn decode_whole(wire: &[u8], max_message_size: usize) -> Run {
     finish(&decoder, &src, items, result)
 }
 
+/// As [`decode_in_pieces`], but reading as the engine does: while the decoder
+/// has a large frame's body under way, a piece goes into that body's buffer,
+/// no further than its end (`Decoder::large_body`), not into the receive buffer.
+pub fn decode_in_place(wire: &[u8], pieces: &[usize], max_message_size: usize) -> Run {
+    feed(wire, pieces, max_message_size, true)
+}
+
 /// Decodes `wire` arriving in pieces of the given sizes, cycled (a size of 0 is
 /// taken as 1), into a buffer that starts empty, as a reader's would.
 pub fn decode_in_pieces(wire: &[u8], pieces: &[usize], max_message_size: usize) -> Run {
+    feed(wire, pieces, max_message_size, false)
+}
+
+fn feed(wire: &[u8], pieces: &[usize], max_message_size: usize, in_place: bool) -> Run {
     let mut decoder = Decoder::new(max_message_size);
     let mut src = BytesMut::new();
     let mut items = Vec::new();
@@ -116,9 +129,16 @@ pub fn decode_in_pieces(wire: &[u8], pieces: &[usize], max_message_size: usize) 
     let mut sizes = pieces.iter().copied().cycle();
     let mut result = Ok(());
     while at < wire.len() {
-        let size = sizes.next().unwrap_or(wire.len()).max(1);
+        let mut size = sizes.next().unwrap_or(wire.len()).max(1);
+        let target = match decoder.large_body() {
+            Some((body, missing)) if in_place => {
+                size = size.min(missing);
+                body
+            }
+            _ => &mut src,
+        };
         let end = wire.len().min(at + size);
-        src.extend_from_slice(&wire[at..end]);
+        target.extend_from_slice(&wire[at..end]);
         at = end;
         result = drain(&mut decoder, &mut src, at, max_message_size, &mut items);
         if result.is_err() {

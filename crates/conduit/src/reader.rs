@@ -17,7 +17,9 @@ use crate::error::{Error, RecvError, RecvTimeoutError, TryRecvError};
 use crate::transport::{Transport, Wait};
 
 /// Bytes asked for per read when the buffer runs low. Large enough that a stream
-/// of small messages costs one system call per several hundred of them.
+/// of small messages costs one system call per several hundred of them. A
+/// large frame's body is read into a buffer of its own, all that is missing at
+/// once (`Decoder::large_body`).
 const READ_CHUNK: usize = 64 << 10;
 
 /// Below this much free space, grow the buffer before reading.
@@ -131,6 +133,32 @@ impl State {
     }
 }
 
+/// Reads once with `read`: into the body of a large frame the decoder has
+/// under way, no further than its end (`Decoder::large_body`), else into
+/// `buf`'s spare capacity, grown first when little is left. Says how much was
+/// read and whether that was less than asked for (the kernel had no more).
+pub(crate) fn read_once(
+    decoder: &mut Decoder,
+    buf: &mut BytesMut,
+    read: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>,
+) -> io::Result<(usize, bool)> {
+    let (buf, most) = match decoder.large_body() {
+        Some(large) => large,
+        None => {
+            if buf.capacity() - buf.len() < MIN_SPARE {
+                buf.reserve(READ_CHUNK);
+            }
+            (buf, usize::MAX)
+        }
+    };
+    let spare = buf.spare_capacity_mut();
+    let asked = spare.len().min(most);
+    let n = read(&mut spare[..asked])?;
+    // SAFETY: `read` initialized the first `n` bytes of the spare capacity.
+    unsafe { buf.advance_mut(n) };
+    Ok((n, n < asked))
+}
+
 /// The receiving half of a stream.
 ///
 /// The state is behind a mutex that a blocked receive holds while it waits, so
@@ -169,17 +197,12 @@ impl Reader {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads once into the spare capacity of the buffer; `Ok(0)` is the end of
-    /// stream.
+    /// Reads once into the spare capacity of the buffer (or of a large body
+    /// under way); `Ok(0)` is the end of stream.
     fn fill(&self, st: &mut State, wait: Wait) -> io::Result<usize> {
-        let buf = &mut st.buf;
-        if buf.capacity() - buf.len() < MIN_SPARE {
-            buf.reserve(READ_CHUNK);
-        }
-        let spare = buf.spare_capacity_mut();
-        let n = self.transport.read(spare, wait)?;
-        // SAFETY: the transport initialized the first `n` bytes of the spare capacity.
-        unsafe { buf.advance_mut(n) };
+        let (n, _) = read_once(&mut st.decoder, &mut st.buf, |spare| {
+            self.transport.read(spare, wait)
+        })?;
         if n > 0 {
             let since = self.created.elapsed().as_nanos() as u64;
             self.last_input.store(since, Ordering::Relaxed);

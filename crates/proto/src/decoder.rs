@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use bytes::{Buf, Bytes, BytesMut};
 use smallvec::SmallVec;
 
+use crate::body_pool;
 use crate::command::Command;
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
@@ -24,6 +25,13 @@ pub const MAX_COMMAND_SIZE: usize = 64 << 10;
 /// this bounds that at 2 MiB. Envelopes and multipart messages in use have a
 /// handful of frames.
 pub const MAX_FRAMES: usize = 1 << 16;
+
+/// Data frames with a body at least this large, not yet wholly buffered, get
+/// a buffer of their own, sized to the body, that the rest of the body is read
+/// into ([`Decoder::large_body`]). Growing the shared read buffer instead
+/// copies what is buffered into a new allocation each time, and a read that
+/// runs on into the next large frame makes that copy most of a frame.
+pub const LARGE_BODY: usize = 64 << 10;
 
 /// One unit of traffic: a whole message or a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +64,19 @@ pub struct Decoder {
     max_message_size: usize,
     frames: SmallVec<[Bytes; 1]>,
     message_size: u64,
+    /// A large data frame being received (see [`LARGE_BODY`]).
+    large: Option<LargeFrame>,
+}
+
+/// A data frame whose body is read into a buffer of its own.
+#[derive(Debug)]
+struct LargeFrame {
+    /// The body so far; its capacity is at least `len`.
+    body: BytesMut,
+    /// The body's length.
+    len: usize,
+    /// Whether more frames of the message follow.
+    more: bool,
 }
 
 impl Decoder {
@@ -65,17 +86,64 @@ impl Decoder {
             max_message_size,
             frames: SmallVec::new(),
             message_size: 0,
+            large: None,
         }
     }
 
     /// Whether the decoder is between messages: no frames of a multipart message
     /// are held. A stream that ends while this is false was truncated.
     pub fn is_between_messages(&self) -> bool {
-        self.frames.is_empty()
+        self.frames.is_empty() && self.large.is_none()
+    }
+
+    /// Where the next read should go while a large frame's body is under way
+    /// (see [`LARGE_BODY`]): its buffer, and how many bytes it still misses.
+    /// The caller reads at most that many into the buffer's spare capacity
+    /// and advances it; [`decode`](Self::decode) then finds them there. `None`:
+    /// read into `src` as usual.
+    ///
+    /// Reading nothing past the body keeps the next frame out of it, so its
+    /// bytes are never copied. A caller that only ever appends to `src` may
+    /// ignore this: `decode` moves the body's bytes over from `src`.
+    ///
+    /// ```
+    /// use bytes::{BufMut, BytesMut};
+    /// use conduit_proto::{Decoder, Item, Message, LARGE_BODY};
+    ///
+    /// let body = vec![7u8; LARGE_BODY];
+    /// let mut wire = vec![0x02];
+    /// wire.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    /// wire.extend_from_slice(&body);
+    ///
+    /// let mut decoder = Decoder::new(1 << 20);
+    /// let mut src = BytesMut::from(&wire[..100]);
+    /// assert_eq!(decoder.decode(&mut src).unwrap(), None);
+    /// let (buf, missing) = decoder.large_body().unwrap();
+    /// assert_eq!(missing, wire.len() - 100);
+    /// buf.put_slice(&wire[100..]);
+    /// let item = decoder.decode(&mut src).unwrap().unwrap();
+    /// assert_eq!(item, Item::Message(Message::from(body)));
+    /// ```
+    pub fn large_body(&mut self) -> Option<(&mut BytesMut, usize)> {
+        let large = self.large.as_mut()?;
+        let missing = large.len - large.body.len();
+        Some((&mut large.body, missing))
     }
 
     /// Decodes the next item from the front of `src`, consuming its bytes.
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
+        if let Some(large) = &mut self.large {
+            let take = (large.len - large.body.len()).min(src.len());
+            large.body.extend_from_slice(&src[..take]);
+            src.advance(take);
+            if large.body.len() < large.len {
+                return Ok(None);
+            }
+            let LargeFrame { body, more, .. } = self.large.take().expect("checked above");
+            if let Some(item) = self.data_frame(more, body_pool::freeze(body)) {
+                return Ok(Some(item));
+            }
+        }
         loop {
             let Some((header, header_len)) = FrameHeader::parse(src)? else {
                 src.reserve(MAX_HEADER_LEN);
@@ -107,7 +175,22 @@ impl Decoder {
             let body_len = header.len as usize;
             let frame_len = header_len + body_len;
             if src.len() < frame_len {
-                src.reserve(frame_len - src.len());
+                if header.command || body_len < LARGE_BODY {
+                    src.reserve(frame_len - src.len());
+                    return Ok(None);
+                }
+                // What is buffered is the start of this body and nothing
+                // else: it moves to the body's own buffer, and `src` keeps its
+                // room for whatever follows the body.
+                src.advance(header_len);
+                let mut body = body_pool::take(body_len);
+                body.extend_from_slice(src);
+                src.clear();
+                self.large = Some(LargeFrame {
+                    body,
+                    len: body_len,
+                    more: header.more,
+                });
                 return Ok(None);
             }
             src.advance(header_len);
@@ -120,19 +203,28 @@ impl Decoder {
             if header.command {
                 return Command::parse(body).map(|c| Some(Item::Command(c)));
             }
-            if !header.more && self.frames.is_empty() {
-                // A message of one frame, most of them: no frame list to fill and
-                // empty again.
-                return Ok(Some(Item::Message(Message::from(body))));
-            }
-            self.frames.push(body);
-            self.message_size += header.len;
-            if !header.more {
-                self.message_size = 0;
-                let frames = std::mem::take(&mut self.frames);
-                return Ok(Some(Item::Message(Message::from_iter(frames))));
+            if let Some(item) = self.data_frame(header.more, body) {
+                return Ok(Some(item));
             }
         }
+    }
+
+    /// Adds a data frame to the message under way; the message once whole.
+    /// Its size was checked against the limits when its header was read.
+    fn data_frame(&mut self, more: bool, body: Bytes) -> Option<Item> {
+        if !more && self.frames.is_empty() {
+            // A message of one frame, most of them: no frame list to fill and
+            // empty again.
+            return Some(Item::Message(Message::from(body)));
+        }
+        self.message_size += body.len() as u64;
+        self.frames.push(body);
+        if more {
+            return None;
+        }
+        self.message_size = 0;
+        let frames = std::mem::take(&mut self.frames);
+        Some(Item::Message(Message::from_iter(frames)))
     }
 }
 
@@ -167,7 +259,7 @@ impl Decoder {
         out: &mut VecDeque<Message>,
         max: usize,
     ) -> usize {
-        if !self.frames.is_empty() {
+        if !self.is_between_messages() {
             return 0;
         }
         // First pass: how far the run goes.
@@ -385,11 +477,106 @@ mod tests {
     }
 
     #[test]
-    fn a_large_frame_reserves_exactly_its_size_once() {
+    fn a_large_frame_gets_a_buffer_of_its_size_and_src_keeps_its_room() {
         let mut decoder = Decoder::new(DEFAULT_MAX_MESSAGE_SIZE);
-        let mut src = BytesMut::from(&[0x02, 0, 0, 0, 0, 0, 0x10, 0, 0][..]); // 1 MiB
+        let mut src = BytesMut::with_capacity(64 << 10);
+        src.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 0x10, 0, 0, 1, 2, 3]); // 1 MiB
+        let room = src.capacity();
         assert_eq!(decoder.decode(&mut src), Ok(None));
-        assert!(src.capacity() >= 9 + (1 << 20));
+        assert!(src.is_empty());
+        // The same allocation, less the header consumed: not regrown.
+        assert_eq!(src.capacity(), room - 9);
+        let (body, missing) = decoder.large_body().unwrap();
+        assert_eq!(missing, (1 << 20) - 3);
+        assert!(body.capacity() >= 1 << 20);
+        assert_eq!(&body[..], [1, 2, 3]);
+        assert!(!decoder.is_between_messages());
+    }
+
+    #[test]
+    fn large_frames_split_anywhere_give_the_same_message() {
+        // ["small", large, large] then a one-frame large message and a small one.
+        let large_a = Bytes::from((0..LARGE_BODY + 5).map(|i| i as u8).collect::<Vec<u8>>());
+        let large_b = Bytes::from(vec![9u8; 3 * LARGE_BODY]);
+        let small = Bytes::from_static(b"small");
+        let mut wire = BytesMut::new();
+        put_message(
+            &mut wire,
+            &Message::from_frames([small.clone(), large_a.clone(), large_b.clone()]),
+        );
+        put_message(&mut wire, &Message::from(large_b.clone()));
+        put_message(&mut wire, &Message::from("end"));
+        let expected = vec![
+            Item::Message(Message::from_frames([
+                small.clone(),
+                large_a.clone(),
+                large_b.clone(),
+            ])),
+            Item::Message(Message::from(large_b.clone())),
+            Item::Message(Message::from("end")),
+        ];
+        let step = wire.len() / 97;
+        for cut in (0..wire.len()).step_by(step).chain([10, 15, 16, 17]) {
+            assert_eq!(
+                decode_in_pieces(&wire, &[cut, (cut + LARGE_BODY).min(wire.len())], 1 << 20)
+                    .unwrap(),
+                expected,
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_body_read_in_place_never_takes_the_next_frame() {
+        let body = vec![5u8; 2 * LARGE_BODY];
+        let mut wire = BytesMut::new();
+        put_message(&mut wire, &Message::from(body.clone()));
+        put_message(&mut wire, &Message::from("next"));
+        let mut decoder = Decoder::new(1 << 20);
+        // A reader that takes what `large_body` asks for, 1000 bytes at a time.
+        let mut src = BytesMut::from(&wire[..100]);
+        let mut at = 100;
+        let mut items = Vec::new();
+        while items.len() < 2 {
+            if let Some(item) = decoder.decode(&mut src).unwrap() {
+                items.push(item);
+                continue;
+            }
+            let n = match decoder.large_body() {
+                Some((buf, missing)) => {
+                    let n = missing.min(1000);
+                    buf.extend_from_slice(&wire[at..at + n]);
+                    n
+                }
+                None => {
+                    let n = (wire.len() - at).min(1000);
+                    src.extend_from_slice(&wire[at..at + n]);
+                    n
+                }
+            };
+            assert!(n > 0, "stalled at {at}");
+            at += n;
+        }
+        assert_eq!(
+            items,
+            [
+                Item::Message(Message::from(body)),
+                Item::Message(Message::from("next"))
+            ]
+        );
+        assert!(decoder.is_between_messages());
+    }
+
+    #[test]
+    fn a_large_frame_is_still_held_to_the_size_limit() {
+        let mut decoder = Decoder::new(LARGE_BODY);
+        let mut src = BytesMut::new();
+        put_message(&mut src, &Message::from(vec![0u8; LARGE_BODY + 1]));
+        src.truncate(100);
+        assert!(matches!(
+            decoder.decode(&mut src),
+            Err(ProtocolError::MessageTooLarge { .. })
+        ));
     }
 
     #[test]

@@ -43,6 +43,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod body_pool;
 mod command;
 mod decoder;
 pub mod envelope;
@@ -60,7 +61,9 @@ mod subscriptions;
 pub mod z85;
 
 pub use command::{Command, MAX_PING_CONTEXT};
-pub use decoder::{DEFAULT_MAX_MESSAGE_SIZE, Decoder, Item, MAX_COMMAND_SIZE, MAX_FRAMES};
+pub use decoder::{
+    DEFAULT_MAX_MESSAGE_SIZE, Decoder, Item, LARGE_BODY, MAX_COMMAND_SIZE, MAX_FRAMES,
+};
 pub use error::{Fault, ProtocolError};
 pub use frame::{
     FLAG_COMMAND, FLAG_LONG, FLAG_MORE, FrameHeader, MAX_HEADER_LEN, put_frame, put_message,

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use conduit_proto::{
     Command, Decoder, Handshake, Heartbeat, HeartbeatAction, Item, Message, Opener, PeerInfo,
     ProtocolError, Security, SendBuffer, SocketType, SubscriptionMessage,
@@ -15,21 +15,10 @@ use std::os::fd::AsFd;
 
 use super::out::{ConnId, PeerOut, Unbounded};
 use crate::error::Error;
+use crate::reader::read_once;
 use crate::socket::core::Core;
 use crate::transport::socket::SocketStream;
 use crate::transport::{Transport, Wait};
-
-/// Bytes asked for per read at first: a stream of small messages costs one
-/// system call per several hundred of them.
-const READ_CHUNK: usize = 64 << 10;
-
-/// The most asked for per read: while reads fill what they ask for (large
-/// messages), the chunk doubles up to this, so a 1 MiB message takes a few
-/// reads rather than sixteen; it falls back once a read comes up short.
-const READ_CHUNK_MAX: usize = 1 << 20;
-
-/// Below this much free space, a new buffer is taken before reading.
-const MIN_SPARE: usize = 4 << 10;
 
 /// Reads per readiness event before other connections get a turn.
 pub(crate) const READ_BUDGET: usize = 16;
@@ -97,8 +86,6 @@ pub(crate) struct Conn {
     pub(crate) want_write: bool,
     /// An ERROR went to the peer already.
     told: bool,
-    /// Bytes to ask for in the next read (see [`READ_CHUNK_MAX`]).
-    chunk: usize,
     /// The peer shut down its side or the connection broke (epoll said so):
     /// a short read no longer means there is nothing more, since the end of
     /// the stream that follows the data brings no new event.
@@ -134,7 +121,6 @@ impl Conn {
             closing: false,
             want_write: false,
             told: false,
-            chunk: READ_CHUNK,
             read_closed: false,
         }
     }
@@ -180,20 +166,10 @@ impl Conn {
     /// a new event, so asking again only to hear "would block" is a system
     /// call wasted per message.
     fn fill(&mut self) -> io::Result<(usize, bool)> {
-        if self.inbuf.capacity() - self.inbuf.len() < MIN_SPARE {
-            self.inbuf.reserve(self.chunk);
-        }
-        let spare = self.inbuf.spare_capacity_mut();
-        let asked = spare.len();
-        let n = self.stream.read(spare, Wait::Never)?;
-        // SAFETY: the transport initialized the first `n` bytes of the spare capacity.
-        unsafe { self.inbuf.advance_mut(n) };
-        self.chunk = if n == asked {
-            (self.chunk * 2).min(READ_CHUNK_MAX)
-        } else {
-            READ_CHUNK
-        };
-        Ok((n, n < asked))
+        let stream = &self.stream;
+        read_once(&mut self.decoder, &mut self.inbuf, |spare| {
+            stream.read(spare, Wait::Never)
+        })
     }
 
     /// Gives the read buffer's memory back when nothing is in it, so that an
