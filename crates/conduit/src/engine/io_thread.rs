@@ -25,6 +25,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -118,7 +119,20 @@ pub(crate) struct Doorbell {
     drive: Mutex<Drive>,
     /// The I/O thread, and the socket's key there.
     io: OnceLock<(Arc<IoHandle>, usize)>,
+    /// Messages application threads have handed to this socket's send
+    /// queues: how the reactor tells a sender that keeps sending, to any
+    /// peer, from one that paused, to time the tails of a fan-out's bursts
+    /// (`Reactor::look_at_tails`). Written per message by the sending thread
+    /// and read by the reactor only when it looks at tails: on a line of its
+    /// own, so that the writes do not bounce the doorbell's other fields
+    /// between cores.
+    queued: Padded<AtomicU64>,
 }
+
+/// A value alone on its cache lines (two, for the adjacent-line prefetcher).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
 
 impl Doorbell {
     pub(crate) fn new(waker: Waker, reactor_fd: RawFd) -> Doorbell {
@@ -128,7 +142,22 @@ impl Doorbell {
             reactor_fd,
             drive: Mutex::new(Drive::default()),
             io: OnceLock::new(),
+            queued: Padded::default(),
         }
+    }
+
+    /// Counts a message handed to one of the socket's send queues. Senders
+    /// hold the socket's state lock, so a load and a store do (a lock-free
+    /// add would cost more per subscriber of a PUB); were one lost, a tail
+    /// would only be written sooner.
+    pub(crate) fn note_queued(&self) {
+        let n = self.queued.0.load(Ordering::Relaxed);
+        self.queued.0.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Messages handed to the socket's send queues so far.
+    pub(crate) fn queued(&self) -> u64 {
+        self.queued.0.load(Ordering::Relaxed)
     }
 
     /// The reactor's epoll descriptor.

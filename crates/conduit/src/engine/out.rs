@@ -259,6 +259,7 @@ impl PeerOut {
             return Err(Refused::Full(msg));
         }
         st.sent_any = true;
+        self.io.note_queued();
         let idle = st.buf.is_empty();
         st.push_message(&msg);
         st.msgs += 1;

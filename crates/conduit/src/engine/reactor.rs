@@ -23,7 +23,7 @@ use super::conn::{Conn, Ended, Origin, Phase, READ_BUDGET, Read};
 use super::connect;
 use super::inproc::{self, Drained, Half, LinkId, Side};
 use super::io_thread::Doorbell;
-use super::out::{ConnId, Flushed, PeerOut, TAIL_WAIT, TAIL_WAIT_MAX};
+use super::out::{BATCH_MSGS, ConnId, Flushed, PeerOut, TAIL_WAIT, TAIL_WAIT_MAX};
 use super::outlet::Outlet;
 use super::timers::{Timer, Timers};
 use crate::endpoint::Endpoint;
@@ -98,6 +98,9 @@ impl Reactor {
             sockets: HashMap::new(),
             inproc: HashMap::new(),
             ready: VecDeque::new(),
+            tail_timers: 0,
+            tails: VecDeque::new(),
+            tails_watched: false,
             blocked_listeners: Vec::new(),
             tasks: Vec::new(),
             due: Vec::new(),
@@ -215,6 +218,10 @@ impl Entry {
     }
 }
 
+/// Tails of bursts waiting on timers of their own past which new ones are
+/// judged for the socket as a whole (see [`Reactor::look_at_tails`]).
+const MANY_TAILS: usize = 8;
+
 /// The I/O side of one socket. See the module documentation.
 pub(crate) struct Reactor {
     poll: Poll,
@@ -229,6 +236,14 @@ pub(crate) struct Reactor {
     inproc: HashMap<LinkId, Box<Half>>,
     /// Connections with input left after their read budget.
     ready: VecDeque<ConnId>,
+    /// Tails of bursts with a timer of their own (`Timer::TailFlush`).
+    tail_timers: usize,
+    /// Tails judged for the socket as a whole, once it has many
+    /// ([`Reactor::look_at_tails`]), oldest first, each with the socket's
+    /// count of queued messages when it began.
+    tails: VecDeque<(ConnId, u64)>,
+    /// A look at `tails` is scheduled.
+    tails_watched: bool,
     /// Listeners that ran out of descriptors.
     blocked_listeners: Vec<usize>,
     /// Scratch space for a step.
@@ -361,10 +376,15 @@ impl Reactor {
             Task::Unbind { core, endpoint } => self.unbind(&core, &endpoint),
             Task::Disconnect { core, endpoint } => self.disconnect(&core, &endpoint),
             Task::TailFlush(id) => {
+                if self.tail_timers >= MANY_TAILS {
+                    self.add_socket_tail(id, now);
+                    return;
+                }
                 let Some(conn) = self.conn_mut(id) else {
                     return;
                 };
                 let appended = conn.out.lock().appended();
+                self.tail_timers += 1;
                 self.timers.add(
                     now + TAIL_WAIT,
                     Timer::TailFlush {
@@ -491,6 +511,8 @@ impl Reactor {
                 wait_us,
             } => {
                 let id = ConnId { token, serial };
+                // Taken off the count, and put back if it waits again.
+                self.tail_timers -= 1;
                 let Some(conn) = self.conn_mut(id) else {
                     return;
                 };
@@ -506,6 +528,7 @@ impl Reactor {
                     // Still growing: the sender writes whole batches itself;
                     // look again later, less often.
                     let wait = (wait * 2).min(TAIL_WAIT_MAX);
+                    self.tail_timers += 1;
                     self.timers.add(
                         now + wait,
                         Timer::TailFlush {
@@ -518,6 +541,7 @@ impl Reactor {
                 }
                 self.flush(token);
             }
+            Timer::Tails { queued, wait_us } => self.look_at_tails(queued, wait_us, now),
             Timer::Handshake((token, serial)) => {
                 let id = ConnId { token, serial };
                 let Some(conn) = self.conn_mut(id) else {
@@ -845,6 +869,77 @@ impl Reactor {
                 );
                 false
             }
+        }
+    }
+
+    /// Judges a new tail with the socket's others, once the socket has
+    /// [`MANY_TAILS`] tails waiting on timers of their own.
+    fn add_socket_tail(&mut self, id: ConnId, now: Instant) {
+        let queued = self.handle.queued();
+        self.tails.push_back((id, queued));
+        if !self.tails_watched {
+            self.tails_watched = true;
+            self.timers.add(
+                now + TAIL_WAIT,
+                Timer::Tails {
+                    queued,
+                    wait_us: TAIL_WAIT.as_micros() as u32,
+                },
+            );
+        }
+    }
+
+    /// The socket's tails, `wait_us` after the last look, when the sender had
+    /// queued `queued` messages. A sender that queued nothing since has
+    /// paused: every tail is written. One that keeps queueing, to any peer,
+    /// writes whole batches itself, so its tails wait, looked at less often;
+    /// but none waits longer than it takes the sender to queue a batch for
+    /// every tail there is, so that a peer sent little while others stream
+    /// still hears soon.
+    ///
+    /// Why per socket: a PUB adds to each subscriber's queue once per pass
+    /// over all of them, which at a thousand subscribers takes longer than
+    /// any wait one queue can be given, so judged per queue every message
+    /// went out in a write of its own. Why only with many tails: judged per
+    /// socket, a single streaming peer's tail lost a quarter of a two-core
+    /// 64 B stream (BENCHMARKS.md, "Fan-out: tails per socket, tried and
+    /// reverted").
+    fn look_at_tails(&mut self, queued: u64, wait_us: u32, now: Instant) {
+        let now_queued = self.handle.queued();
+        if now_queued == queued {
+            self.tails_watched = false;
+            while let Some((id, _)) = self.tails.pop_front() {
+                self.flush_tail(id);
+            }
+            return;
+        }
+        let allowance = (BATCH_MSGS as u64).saturating_mul(self.tails.len() as u64);
+        while let Some(&(id, since)) = self.tails.front() {
+            if now_queued.wrapping_sub(since) < allowance {
+                break;
+            }
+            self.tails.pop_front();
+            self.flush_tail(id);
+        }
+        if self.tails.is_empty() {
+            self.tails_watched = false;
+            return;
+        }
+        let wait = (Duration::from_micros(wait_us.into()) * 2).min(TAIL_WAIT_MAX);
+        self.timers.add(
+            now + wait,
+            Timer::Tails {
+                queued: now_queued,
+                wait_us: wait.as_micros() as u32,
+            },
+        );
+    }
+
+    /// Writes a tail, unless its connection is gone or waits for writability
+    /// (which then writes it).
+    fn flush_tail(&mut self, id: ConnId) {
+        if self.conn_mut(id).is_some_and(|c| !c.want_write) {
+            self.flush(id.token);
         }
     }
 

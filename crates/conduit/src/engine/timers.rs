@@ -27,6 +27,10 @@ pub(crate) enum Timer {
         appended: u64,
         wait_us: u32,
     },
+    /// Look at the socket's tails of bursts when it has many
+    /// (`Reactor::look_at_tails`): the sender had queued `queued` messages
+    /// when this was set.
+    Tails { queued: u64, wait_us: u32 },
     /// A handshake's deadline.
     Handshake((usize, u64)),
     /// A heartbeat is due (PING to send, or silence to judge).
