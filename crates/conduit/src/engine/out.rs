@@ -161,8 +161,10 @@ pub(crate) struct OutState {
     stream: Option<Arc<SocketStream>>,
     buf: SendBuffer,
     /// CURVE: seals every message and command as it is queued, so boxes go
-    /// out in the order of their nonces.
-    sealer: Option<Sealer>,
+    /// out in the order of their nonces. Boxed, like `broken`, so that what
+    /// a send touches fits in fewer cache lines: a PUB touches one such queue
+    /// per subscriber per message, and at a thousand they are not in cache.
+    sealer: Option<Box<Sealer>>,
     /// Messages in `buf` (not commands): what the high-water mark counts.
     msgs: usize,
     /// Messages ever appended while streaming, so the tail flush can tell a
@@ -178,7 +180,7 @@ pub(crate) struct OutState {
     /// A sender found the queue full: wake senders when it drains.
     was_full: bool,
     sent_any: bool,
-    broken: Option<Error>,
+    broken: Option<Box<Error>>,
 }
 
 /// Why a message was not queued.
@@ -188,6 +190,23 @@ pub(crate) enum Refused {
     Full(Message),
     /// The connection is broken; the message is handed back.
     Broken(Message),
+}
+
+/// Why a message offered by reference was not queued (see [`Refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    Broken,
+}
+
+impl Refusal {
+    /// The refusal, with the message handed back.
+    pub(crate) fn with(self, msg: Message) -> Refused {
+        match self {
+            Refusal::Full => Refused::Full(msg),
+            Refusal::Broken => Refused::Broken(msg),
+        }
+    }
 }
 
 /// A peer's send queue.
@@ -250,18 +269,25 @@ impl PeerOut {
     /// Queues `msg` without waiting, writing it (or the batch it completes) at
     /// once when that is the faster path (see the module documentation).
     pub(crate) fn offer(&self, msg: Message) -> Result<(), Refused> {
+        self.offer_ref(&msg).map_err(|why| why.with(msg))
+    }
+
+    /// [`offer`](Self::offer) for a message the caller keeps: what is queued
+    /// is encoded from it (small bodies copied, large ones shared), so a PUB
+    /// offering one message to many subscribers need not clone it for each.
+    pub(crate) fn offer_ref(&self, msg: &Message) -> Result<(), Refusal> {
         let mut st = self.lock();
         if st.broken.is_some() {
-            return Err(Refused::Broken(msg));
+            return Err(Refusal::Broken);
         }
         if st.msgs >= self.hwm {
             st.was_full = true;
-            return Err(Refused::Full(msg));
+            return Err(Refusal::Full);
         }
         st.sent_any = true;
         self.io.note_queued();
         let idle = st.buf.is_empty();
-        st.push_message(&msg);
+        st.push_message(msg);
         st.msgs += 1;
         if idle && (msg.byte_len() >= DIRECT_SIZE || !pace::streaming()) {
             self.write_now(&mut st);
@@ -270,7 +296,12 @@ impl PeerOut {
         }
         st.appended += 1;
         if st.blocked {
-            // The I/O side writes once the kernel has room.
+            // The I/O side writes once the kernel has room; the sender tries
+            // again at each further batch, so that a slow reader's queues are
+            // written together rather than one per writability event.
+            if st.msgs % self.batch_msgs == 0 {
+                let _ = self.flush_locked(&mut st);
+            }
         } else if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
             self.write_now(&mut st);
             pace::wrote_batch();
@@ -329,7 +360,10 @@ impl PeerOut {
                 Flushed::Blocked
             }
             Err(e) => {
-                st.broken = Some(Error::from_stream(e, "cannot write to the stream"));
+                st.broken = Some(Box::new(Error::from_stream(
+                    e,
+                    "cannot write to the stream",
+                )));
                 st.buf.clear();
                 st.msgs = 0;
                 Flushed::Broken
@@ -340,7 +374,7 @@ impl PeerOut {
     /// From now on, seals what is queued (CURVE); set when the handshake
     /// completes, before anything else is queued.
     pub(crate) fn set_sealer(&self, sealer: Sealer) {
-        self.lock().sealer = Some(sealer);
+        self.lock().sealer = Some(Box::new(sealer));
     }
 
     /// Marks the queue broken (the connection ended): senders skip this peer,
@@ -348,7 +382,7 @@ impl PeerOut {
     pub(crate) fn set_broken(&self, error: Error) {
         let mut st = self.lock();
         if st.broken.is_none() {
-            st.broken = Some(error);
+            st.broken = Some(Box::new(error));
         }
         st.buf.clear();
         st.msgs = 0;
@@ -364,11 +398,11 @@ impl PeerOut {
 
 impl OutState {
     fn push_message(&mut self, msg: &Message) {
-        self.buf.push_message_via(self.sealer.as_mut(), msg);
+        self.buf.push_message_via(self.sealer.as_deref_mut(), msg);
     }
 
     fn push_command(&mut self, cmd: &Command) {
-        self.buf.push_command_via(self.sealer.as_mut(), cmd);
+        self.buf.push_command_via(self.sealer.as_deref_mut(), cmd);
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -26,6 +26,15 @@ impl Outlet {
         }
     }
 
+    /// Queues a copy of `msg` without waiting (a stream's queue encodes it
+    /// straight from the caller's message); false if it was refused.
+    pub(crate) fn offer_ref(&self, msg: &Message) -> bool {
+        match self {
+            Outlet::Stream(out) => out.offer_ref(msg).is_ok(),
+            Outlet::Inproc(pipe) => pipe.offer(msg.clone(), true).is_ok(),
+        }
+    }
+
     /// Whether a send would be refused for the high-water mark.
     pub(crate) fn is_full(&self) -> bool {
         match self {

@@ -101,7 +101,8 @@ fn distribute(st: &State, msg: &Message, filter: bool) {
     let topic = msg.first().map_or(&[][..], |f| &f[..]);
     for slot in Core::live_peers(st) {
         if !filter || slot.subscriptions.matches(topic) {
-            let _ = offer(&slot.peer, msg.clone());
+            // Refused (at its high-water mark, or broken): dropped for this peer.
+            let _ = slot.peer.out.offer_ref(msg);
         }
     }
 }
