@@ -288,3 +288,40 @@ fn xsub_subscribes_by_sending_and_filters_what_it_receives() {
         "hello upstream"
     );
 }
+
+/// A burst to many subscribers leaves a tail short of a batch in every queue;
+/// with this many the socket's I/O side judges them together (the sender
+/// paused, so all are written), and each subscriber gets the whole burst,
+/// in order.
+#[test]
+fn a_burst_to_many_subscribers_reaches_each_whole() {
+    const SUBS: usize = 24;
+    // Under the default high-water marks, and not a whole number of batches.
+    const BURST: usize = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = socket(SocketType::Pub);
+    let ep = publisher
+        .bind(&endpoint("ipc", &dir, "burst"))
+        .unwrap()
+        .to_string();
+    let subs: Vec<Socket> = (0..SUBS)
+        .map(|_| {
+            let sub = socket(SocketType::Sub);
+            sub.subscribe("").unwrap();
+            sub.connect(&ep).unwrap();
+            sub
+        })
+        .collect();
+    sync_all(&publisher, &subs.iter().collect::<Vec<_>>(), "probe");
+    for i in 0..BURST {
+        publisher.send(format!("m{i}")).unwrap();
+    }
+    for (s, sub) in subs.iter().enumerate() {
+        for i in 0..BURST {
+            let m = sub
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("subscriber {s} got {i} of {BURST}: {e}"));
+            assert_eq!(m.concat(), format!("m{i}").as_bytes(), "subscriber {s}");
+        }
+    }
+}
