@@ -22,7 +22,6 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crypto_box::aead::{Aead, OsRng, rand_core::RngCore};
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use crypto_secretbox::{KeyInit, XSalsa20Poly1305};
-use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -31,8 +30,9 @@ use super::{
     Context, Credentials, CurveKeyPair, CurvePublicKey, Done, push_command, split_command,
     unexpected,
 };
+use crate::assembler::Assembler;
 use crate::command::Command;
-use crate::decoder::{DEFAULT_MAX_MESSAGE_SIZE, Item, MAX_FRAMES};
+use crate::decoder::{DEFAULT_MAX_MESSAGE_SIZE, Item};
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
 use crate::message::Message;
@@ -569,9 +569,7 @@ impl Cipher {
                 key,
                 prefix: recv_prefix,
                 last: recv_last,
-                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-                frames: SmallVec::new(),
-                message_size: 0,
+                assembler: Assembler::new(DEFAULT_MAX_MESSAGE_SIZE),
             },
         })
     }
@@ -668,9 +666,7 @@ pub struct Opener {
     key: SessionKey,
     prefix: [u8; 16],
     last: u64,
-    max_message_size: usize,
-    frames: SmallVec<[Bytes; 1]>,
-    message_size: u64,
+    assembler: Assembler,
 }
 
 impl std::fmt::Debug for Opener {
@@ -684,13 +680,13 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// Refuses messages larger than `bytes` in total (default 64 MiB).
     pub fn set_max_message_size(&mut self, bytes: usize) {
-        self.max_message_size = bytes;
+        self.assembler.set_max_message_size(bytes);
     }
 
     /// Whether no frames of a multipart message are held: a stream that ends
     /// while this is false was truncated.
     pub fn is_between_messages(&self) -> bool {
-        self.frames.is_empty()
+        self.assembler.is_between_messages()
     }
 
     /// Decodes the next item from the front of `src`, consuming its bytes:
@@ -702,14 +698,10 @@ impl Opener {
                 src.reserve(MAX_HEADER_LEN);
                 return Ok(None);
             };
+            // Commands too: a MESSAGE's box hides what it carries until
+            // it is opened, and no box is buffered past the limit.
             let payload = header.len.saturating_sub(MESSAGE_OVERHEAD as u64);
-            let size = self.message_size.saturating_add(payload);
-            if size > self.max_message_size as u64 {
-                return Err(ProtocolError::MessageTooLarge {
-                    size,
-                    max: self.max_message_size,
-                });
-            }
+            self.assembler.check_size(payload)?;
             // Within the limit checked above, so it fits in usize.
             let frame_len = header_len + header.len as usize;
             if src.len() < frame_len {
@@ -742,26 +734,17 @@ impl Opener {
             let flags = body[32];
             let frame = body.split_off(33).freeze();
             if flags & BOX_COMMAND != 0 {
-                if !self.frames.is_empty() {
-                    return Err(ProtocolError::CommandInsideMessage);
-                }
+                self.assembler.check_command()?;
                 if flags & BOX_MORE != 0 {
                     return Err(ProtocolError::CommandWithMore);
                 }
                 return Command::parse(frame).map(|c| Some(Item::Command(c)));
             }
-            if self.frames.len() >= MAX_FRAMES {
-                return Err(ProtocolError::TooManyFrames { max: MAX_FRAMES });
-            }
-            if flags & BOX_MORE == 0 && self.frames.is_empty() {
-                return Ok(Some(Item::Message(Message::from(frame))));
-            }
-            self.message_size += frame.len() as u64;
-            self.frames.push(frame);
-            if flags & BOX_MORE == 0 {
-                self.message_size = 0;
-                let frames = std::mem::take(&mut self.frames);
-                return Ok(Some(Item::Message(Message::from_iter(frames))));
+            // Its size passed with the header; the count is judged only now
+            // that the box is known to hold a data frame.
+            self.assembler.check_frame_count()?;
+            if let Some(msg) = self.assembler.push(flags & BOX_MORE != 0, frame) {
+                return Ok(Some(Item::Message(msg)));
             }
         }
     }
