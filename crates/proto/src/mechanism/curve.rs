@@ -749,3 +749,149 @@ impl Opener {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decoder::MAX_FRAMES;
+
+    /// A sealer and the opener of its boxes, keyed as after a handshake.
+    fn pair() -> (Sealer, Opener) {
+        let (ours, theirs) = (
+            SecretKey::generate(&mut OsRng),
+            SecretKey::generate(&mut OsRng),
+        );
+        let prefix = *b"CurveZMQMESSAGEC";
+        let (seal, _) = Cipher::new(&theirs.public_key(), &ours, prefix, 1, prefix, 0)
+            .unwrap()
+            .split();
+        let (_, open) = Cipher::new(&ours.public_key(), &theirs, prefix, 1, prefix, 0)
+            .unwrap()
+            .split();
+        (seal, open)
+    }
+
+    /// PING's body as `seal_command` seals it.
+    fn ping() -> Vec<u8> {
+        let mut encoded = BytesMut::new();
+        Command::Ping {
+            ttl: 0,
+            context: Bytes::new(),
+        }
+        .encode(&mut encoded);
+        let Ok(Some((_, header_len))) = FrameHeader::parse(&encoded) else {
+            unreachable!("Command::encode writes a whole frame");
+        };
+        encoded[header_len..].to_vec()
+    }
+
+    /// Opens everything in `wire`: the items, then the error or `None` if
+    /// every byte was used.
+    fn open_all(open: &mut Opener, wire: &[u8]) -> (Vec<Item>, Option<ProtocolError>) {
+        let mut src = BytesMut::from(wire);
+        let mut items = Vec::new();
+        loop {
+            match open.decode(&mut src) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => return (items, None),
+                Err(e) => return (items, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn frames_with_more_make_one_message_and_truncation_shows() {
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_MORE, b"a", &mut wire);
+        assert_eq!(open_all(&mut open, &wire.to_vec()), (vec![], None));
+        assert!(!open.is_between_messages());
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(0, b"b", &mut wire);
+        seal.seal_frame(0, b"c", &mut wire);
+        let items = vec![
+            Item::Message(Message::from_frames(["a", "b"])),
+            Item::Message(Message::from("c")),
+        ];
+        assert_eq!(open_all(&mut open, &wire.to_vec()), (items, None));
+        assert!(open.is_between_messages());
+    }
+
+    #[test]
+    fn a_command_inside_a_message_or_with_more_is_refused() {
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_COMMAND, &ping(), &mut wire);
+        seal.seal_frame(BOX_MORE, b"a", &mut wire);
+        seal.seal_frame(BOX_COMMAND, &ping(), &mut wire);
+        let (items, err) = open_all(&mut open, &wire.to_vec());
+        assert!(matches!(items[..], [Item::Command(Command::Ping { .. })]));
+        assert_eq!(err, Some(ProtocolError::CommandInsideMessage));
+
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_COMMAND | BOX_MORE, &ping(), &mut wire);
+        assert_eq!(
+            open_all(&mut open, &wire.to_vec()),
+            (vec![], Some(ProtocolError::CommandWithMore))
+        );
+    }
+
+    #[test]
+    fn the_size_limit_counts_every_frame_and_the_announced_box() {
+        let (mut seal, mut open) = pair();
+        open.set_max_message_size(10);
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_MORE, b"123456", &mut wire);
+        seal.seal_frame(0, b"7890", &mut wire);
+        seal.seal_frame(BOX_MORE, b"123456", &mut wire);
+        seal.seal_frame(0, b"78901", &mut wire);
+        let (items, err) = open_all(&mut open, &wire.to_vec());
+        assert_eq!(
+            items,
+            [Item::Message(Message::from_frames(["123456", "7890"]))]
+        );
+        assert_eq!(
+            err,
+            Some(ProtocolError::MessageTooLarge { size: 11, max: 10 })
+        );
+    }
+
+    #[test]
+    fn frames_per_message_are_bounded_even_when_empty() {
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        for _ in 0..MAX_FRAMES - 1 {
+            seal.seal_frame(BOX_MORE, b"", &mut wire);
+        }
+        seal.seal_frame(0, b"", &mut wire);
+        let (items, err) = open_all(&mut open, &wire.to_vec());
+        assert!(matches!(&items[..], [Item::Message(m)] if m.frame_count() == MAX_FRAMES));
+        assert_eq!(err, None);
+
+        let mut wire = SendBuffer::new();
+        for _ in 0..MAX_FRAMES {
+            seal.seal_frame(BOX_MORE, b"", &mut wire);
+        }
+        assert_eq!(open_all(&mut open, &wire.to_vec()), (vec![], None));
+        let mut extra = SendBuffer::new();
+        seal.seal_frame(BOX_MORE, b"", &mut extra);
+        let extra = extra.to_vec();
+        // The frame count is judged once a box has opened: a forged one
+        // there is refused as forged.
+        let mut forged = extra.clone();
+        forged[extra.len() - 1] ^= 1;
+        assert!(matches!(
+            open_all(&mut open, &forged),
+            (_, Some(ProtocolError::Cryptographic(_)))
+        ));
+        assert_eq!(
+            open_all(&mut open, &extra),
+            (
+                vec![],
+                Some(ProtocolError::TooManyFrames { max: MAX_FRAMES })
+            )
+        );
+        assert!(!open.is_between_messages());
+    }
+}
