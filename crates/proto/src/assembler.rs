@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use smallvec::SmallVec;
 
-use crate::decoder::MAX_FRAMES;
+use crate::decoder::{Item, MAX_FRAMES};
 use crate::error::ProtocolError;
 use crate::message::Message;
 
@@ -93,21 +93,33 @@ impl Assembler {
 
     /// Adds a data frame that passed [`check_data_frame`](Self::check_data_frame)
     /// (or both of its checks); the message once whole, that is once a frame
-    /// without MORE arrives.
-    #[inline]
-    pub(crate) fn push(&mut self, more: bool, frame: Bytes) -> Option<Message> {
+    /// without MORE arrives. An [`Item`], not a `Message`, because that is
+    /// what both callers return: built in place, not moved into one after.
+    ///
+    /// Always inlined, so that a one-frame message costs its callers no call:
+    /// that call was a tenth of the instructions of decoding an 8-byte message
+    /// (callgrind); the multipart path stays out of line.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, more: bool, frame: Bytes) -> Option<Item> {
         if !more && self.frames.is_empty() {
             // A message of one frame, most of them: no frame list to fill and
             // empty again.
-            return Some(Message::from(frame));
+            return Some(Item::Message(Message::from(frame)));
         }
+        self.push_part(more, frame)
+    }
+
+    /// [`push`](Self::push) for a frame of a multipart message.
+    fn push_part(&mut self, more: bool, frame: Bytes) -> Option<Item> {
         self.message_size += frame.len() as u64;
         self.frames.push(frame);
         if more {
             return None;
         }
         self.message_size = 0;
-        Some(Message::from_iter(std::mem::take(&mut self.frames)))
+        Some(Item::Message(Message::from_iter(std::mem::take(
+            &mut self.frames,
+        ))))
     }
 }
 
@@ -118,7 +130,11 @@ mod tests {
     /// Checks a data frame as the decoder does, then adds it.
     fn feed(a: &mut Assembler, more: bool, frame: &'static str) -> Option<Message> {
         a.check_data_frame(frame.len() as u64).unwrap();
-        a.push(more, Bytes::from_static(frame.as_bytes()))
+        match a.push(more, Bytes::from_static(frame.as_bytes())) {
+            Some(Item::Message(msg)) => Some(msg),
+            Some(Item::Command(cmd)) => panic!("a data frame made a command: {cmd:?}"),
+            None => None,
+        }
     }
 
     #[test]

@@ -136,7 +136,8 @@ impl Decoder {
                 return Ok(None);
             }
             let LargeFrame { body, more, .. } = self.large.take().expect("checked above");
-            if let Some(item) = self.data_frame(more, body_pool::freeze(body)) {
+            // Its size was checked against the limits when its header was read.
+            if let Some(item) = self.assembler.push(more, body_pool::freeze(body)) {
                 return Ok(Some(item));
             }
         }
@@ -188,17 +189,10 @@ impl Decoder {
             if header.command {
                 return Command::parse(body).map(|c| Some(Item::Command(c)));
             }
-            if let Some(item) = self.data_frame(header.more, body) {
+            if let Some(item) = self.assembler.push(header.more, body) {
                 return Ok(Some(item));
             }
         }
-    }
-
-    /// Adds a data frame to the message under way; the message once whole.
-    /// Its size was checked against the limits when its header was read.
-    #[inline]
-    fn data_frame(&mut self, more: bool, body: Bytes) -> Option<Item> {
-        self.assembler.push(more, body).map(Item::Message)
     }
 }
 

@@ -743,8 +743,8 @@ impl Opener {
             // Its size passed with the header; the count is judged only now
             // that the box is known to hold a data frame.
             self.assembler.check_frame_count()?;
-            if let Some(msg) = self.assembler.push(flags & BOX_MORE != 0, frame) {
-                return Ok(Some(Item::Message(msg)));
+            if let Some(item) = self.assembler.push(flags & BOX_MORE != 0, frame) {
+                return Ok(Some(item));
             }
         }
     }
