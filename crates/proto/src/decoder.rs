@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
-use smallvec::SmallVec;
 
+use crate::assembler::Assembler;
 use crate::body_pool;
 use crate::command::Command;
 use crate::error::ProtocolError;
@@ -61,9 +61,7 @@ pub enum Item {
 /// ```
 #[derive(Debug)]
 pub struct Decoder {
-    max_message_size: usize,
-    frames: SmallVec<[Bytes; 1]>,
-    message_size: u64,
+    assembler: Assembler,
     /// A large data frame being received (see [`LARGE_BODY`]).
     large: Option<LargeFrame>,
 }
@@ -83,9 +81,7 @@ impl Decoder {
     /// A decoder that refuses messages larger than `max_message_size` bytes in total.
     pub fn new(max_message_size: usize) -> Decoder {
         Decoder {
-            max_message_size,
-            frames: SmallVec::new(),
-            message_size: 0,
+            assembler: Assembler::new(max_message_size),
             large: None,
         }
     }
@@ -93,7 +89,7 @@ impl Decoder {
     /// Whether the decoder is between messages: no frames of a multipart message
     /// are held. A stream that ends while this is false was truncated.
     pub fn is_between_messages(&self) -> bool {
-        self.frames.is_empty() && self.large.is_none()
+        self.assembler.is_between_messages() && self.large.is_none()
     }
 
     /// Where the next read should go while a large frame's body is under way
@@ -140,7 +136,8 @@ impl Decoder {
                 return Ok(None);
             }
             let LargeFrame { body, more, .. } = self.large.take().expect("checked above");
-            if let Some(item) = self.data_frame(more, body_pool::freeze(body)) {
+            // Its size was checked against the limits when its header was read.
+            if let Some(item) = self.assembler.push(more, body_pool::freeze(body)) {
                 return Ok(Some(item));
             }
         }
@@ -150,9 +147,7 @@ impl Decoder {
                 return Ok(None);
             };
             if header.command {
-                if !self.frames.is_empty() {
-                    return Err(ProtocolError::CommandInsideMessage);
-                }
+                self.assembler.check_command()?;
                 if header.len > MAX_COMMAND_SIZE as u64 {
                     return Err(ProtocolError::CommandTooLarge {
                         size: header.len,
@@ -160,16 +155,7 @@ impl Decoder {
                     });
                 }
             } else {
-                let size = self.message_size.saturating_add(header.len);
-                if size > self.max_message_size as u64 {
-                    return Err(ProtocolError::MessageTooLarge {
-                        size,
-                        max: self.max_message_size,
-                    });
-                }
-                if self.frames.len() >= MAX_FRAMES {
-                    return Err(ProtocolError::TooManyFrames { max: MAX_FRAMES });
-                }
+                self.assembler.check_data_frame(header.len)?;
             }
             // Within the limits checked above, so it fits in usize.
             let body_len = header.len as usize;
@@ -203,28 +189,10 @@ impl Decoder {
             if header.command {
                 return Command::parse(body).map(|c| Some(Item::Command(c)));
             }
-            if let Some(item) = self.data_frame(header.more, body) {
+            if let Some(item) = self.assembler.push(header.more, body) {
                 return Ok(Some(item));
             }
         }
-    }
-
-    /// Adds a data frame to the message under way; the message once whole.
-    /// Its size was checked against the limits when its header was read.
-    fn data_frame(&mut self, more: bool, body: Bytes) -> Option<Item> {
-        if !more && self.frames.is_empty() {
-            // A message of one frame, most of them: no frame list to fill and
-            // empty again.
-            return Some(Item::Message(Message::from(body)));
-        }
-        self.message_size += body.len() as u64;
-        self.frames.push(body);
-        if more {
-            return None;
-        }
-        self.message_size = 0;
-        let frames = std::mem::take(&mut self.frames);
-        Some(Item::Message(Message::from_iter(frames)))
     }
 }
 
@@ -268,7 +236,9 @@ impl Decoder {
         while count < max {
             match FrameHeader::parse(&src[end..]) {
                 Ok(Some((h, header_len)))
-                    if !h.command && !h.more && h.len <= self.max_message_size as u64 =>
+                    if !h.command
+                        && !h.more
+                        && h.len <= self.assembler.max_message_size() as u64 =>
                 {
                     let frame_end = end + header_len + h.len as usize;
                     if frame_end > src.len() {

@@ -43,6 +43,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod assembler;
 mod body_pool;
 mod command;
 mod decoder;

@@ -22,7 +22,6 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use crypto_box::aead::{Aead, OsRng, rand_core::RngCore};
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use crypto_secretbox::{KeyInit, XSalsa20Poly1305};
-use smallvec::SmallVec;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -31,8 +30,9 @@ use super::{
     Context, Credentials, CurveKeyPair, CurvePublicKey, Done, push_command, split_command,
     unexpected,
 };
+use crate::assembler::Assembler;
 use crate::command::Command;
-use crate::decoder::{DEFAULT_MAX_MESSAGE_SIZE, Item, MAX_FRAMES};
+use crate::decoder::{DEFAULT_MAX_MESSAGE_SIZE, Item};
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, MAX_HEADER_LEN};
 use crate::message::Message;
@@ -569,9 +569,7 @@ impl Cipher {
                 key,
                 prefix: recv_prefix,
                 last: recv_last,
-                max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-                frames: SmallVec::new(),
-                message_size: 0,
+                assembler: Assembler::new(DEFAULT_MAX_MESSAGE_SIZE),
             },
         })
     }
@@ -668,9 +666,7 @@ pub struct Opener {
     key: SessionKey,
     prefix: [u8; 16],
     last: u64,
-    max_message_size: usize,
-    frames: SmallVec<[Bytes; 1]>,
-    message_size: u64,
+    assembler: Assembler,
 }
 
 impl std::fmt::Debug for Opener {
@@ -684,13 +680,13 @@ impl std::fmt::Debug for Opener {
 impl Opener {
     /// Refuses messages larger than `bytes` in total (default 64 MiB).
     pub fn set_max_message_size(&mut self, bytes: usize) {
-        self.max_message_size = bytes;
+        self.assembler.set_max_message_size(bytes);
     }
 
     /// Whether no frames of a multipart message are held: a stream that ends
     /// while this is false was truncated.
     pub fn is_between_messages(&self) -> bool {
-        self.frames.is_empty()
+        self.assembler.is_between_messages()
     }
 
     /// Decodes the next item from the front of `src`, consuming its bytes:
@@ -702,14 +698,10 @@ impl Opener {
                 src.reserve(MAX_HEADER_LEN);
                 return Ok(None);
             };
+            // Commands too: a MESSAGE's box hides what it carries until
+            // it is opened, and no box is buffered past the limit.
             let payload = header.len.saturating_sub(MESSAGE_OVERHEAD as u64);
-            let size = self.message_size.saturating_add(payload);
-            if size > self.max_message_size as u64 {
-                return Err(ProtocolError::MessageTooLarge {
-                    size,
-                    max: self.max_message_size,
-                });
-            }
+            self.assembler.check_size(payload)?;
             // Within the limit checked above, so it fits in usize.
             let frame_len = header_len + header.len as usize;
             if src.len() < frame_len {
@@ -742,27 +734,164 @@ impl Opener {
             let flags = body[32];
             let frame = body.split_off(33).freeze();
             if flags & BOX_COMMAND != 0 {
-                if !self.frames.is_empty() {
-                    return Err(ProtocolError::CommandInsideMessage);
-                }
+                self.assembler.check_command()?;
                 if flags & BOX_MORE != 0 {
                     return Err(ProtocolError::CommandWithMore);
                 }
                 return Command::parse(frame).map(|c| Some(Item::Command(c)));
             }
-            if self.frames.len() >= MAX_FRAMES {
-                return Err(ProtocolError::TooManyFrames { max: MAX_FRAMES });
-            }
-            if flags & BOX_MORE == 0 && self.frames.is_empty() {
-                return Ok(Some(Item::Message(Message::from(frame))));
-            }
-            self.message_size += frame.len() as u64;
-            self.frames.push(frame);
-            if flags & BOX_MORE == 0 {
-                self.message_size = 0;
-                let frames = std::mem::take(&mut self.frames);
-                return Ok(Some(Item::Message(Message::from_iter(frames))));
+            // Its size passed with the header; the count is judged only now
+            // that the box is known to hold a data frame.
+            self.assembler.check_frame_count()?;
+            if let Some(item) = self.assembler.push(flags & BOX_MORE != 0, frame) {
+                return Ok(Some(item));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decoder::MAX_FRAMES;
+
+    /// A sealer and the opener of its boxes, keyed as after a handshake.
+    fn pair() -> (Sealer, Opener) {
+        let (ours, theirs) = (
+            SecretKey::generate(&mut OsRng),
+            SecretKey::generate(&mut OsRng),
+        );
+        let prefix = *b"CurveZMQMESSAGEC";
+        let (seal, _) = Cipher::new(&theirs.public_key(), &ours, prefix, 1, prefix, 0)
+            .unwrap()
+            .split();
+        let (_, open) = Cipher::new(&ours.public_key(), &theirs, prefix, 1, prefix, 0)
+            .unwrap()
+            .split();
+        (seal, open)
+    }
+
+    /// PING's body as `seal_command` seals it.
+    fn ping() -> Vec<u8> {
+        let mut encoded = BytesMut::new();
+        Command::Ping {
+            ttl: 0,
+            context: Bytes::new(),
+        }
+        .encode(&mut encoded);
+        let Ok(Some((_, header_len))) = FrameHeader::parse(&encoded) else {
+            unreachable!("Command::encode writes a whole frame");
+        };
+        encoded[header_len..].to_vec()
+    }
+
+    /// Opens everything in `wire`: the items, then the error or `None` if
+    /// every byte was used.
+    fn open_all(open: &mut Opener, wire: &[u8]) -> (Vec<Item>, Option<ProtocolError>) {
+        let mut src = BytesMut::from(wire);
+        let mut items = Vec::new();
+        loop {
+            match open.decode(&mut src) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => return (items, None),
+                Err(e) => return (items, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn frames_with_more_make_one_message_and_truncation_shows() {
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_MORE, b"a", &mut wire);
+        assert_eq!(open_all(&mut open, &wire.to_vec()), (vec![], None));
+        assert!(!open.is_between_messages());
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(0, b"b", &mut wire);
+        seal.seal_frame(0, b"c", &mut wire);
+        let items = vec![
+            Item::Message(Message::from_frames(["a", "b"])),
+            Item::Message(Message::from("c")),
+        ];
+        assert_eq!(open_all(&mut open, &wire.to_vec()), (items, None));
+        assert!(open.is_between_messages());
+    }
+
+    #[test]
+    fn a_command_inside_a_message_or_with_more_is_refused() {
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_COMMAND, &ping(), &mut wire);
+        seal.seal_frame(BOX_MORE, b"a", &mut wire);
+        seal.seal_frame(BOX_COMMAND, &ping(), &mut wire);
+        let (items, err) = open_all(&mut open, &wire.to_vec());
+        assert!(matches!(items[..], [Item::Command(Command::Ping { .. })]));
+        assert_eq!(err, Some(ProtocolError::CommandInsideMessage));
+
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_COMMAND | BOX_MORE, &ping(), &mut wire);
+        assert_eq!(
+            open_all(&mut open, &wire.to_vec()),
+            (vec![], Some(ProtocolError::CommandWithMore))
+        );
+    }
+
+    #[test]
+    fn the_size_limit_counts_every_frame_and_the_announced_box() {
+        let (mut seal, mut open) = pair();
+        open.set_max_message_size(10);
+        let mut wire = SendBuffer::new();
+        seal.seal_frame(BOX_MORE, b"123456", &mut wire);
+        seal.seal_frame(0, b"7890", &mut wire);
+        seal.seal_frame(BOX_MORE, b"123456", &mut wire);
+        seal.seal_frame(0, b"78901", &mut wire);
+        let (items, err) = open_all(&mut open, &wire.to_vec());
+        assert_eq!(
+            items,
+            [Item::Message(Message::from_frames(["123456", "7890"]))]
+        );
+        assert_eq!(
+            err,
+            Some(ProtocolError::MessageTooLarge { size: 11, max: 10 })
+        );
+    }
+
+    #[test]
+    fn frames_per_message_are_bounded_even_when_empty() {
+        let (mut seal, mut open) = pair();
+        let mut wire = SendBuffer::new();
+        for _ in 0..MAX_FRAMES - 1 {
+            seal.seal_frame(BOX_MORE, b"", &mut wire);
+        }
+        seal.seal_frame(0, b"", &mut wire);
+        let (items, err) = open_all(&mut open, &wire.to_vec());
+        assert!(matches!(&items[..], [Item::Message(m)] if m.frame_count() == MAX_FRAMES));
+        assert_eq!(err, None);
+
+        let mut wire = SendBuffer::new();
+        for _ in 0..MAX_FRAMES {
+            seal.seal_frame(BOX_MORE, b"", &mut wire);
+        }
+        assert_eq!(open_all(&mut open, &wire.to_vec()), (vec![], None));
+        let mut extra = SendBuffer::new();
+        seal.seal_frame(BOX_MORE, b"", &mut extra);
+        let extra = extra.to_vec();
+        // The frame count is judged once a box has opened: a forged one
+        // there is refused as forged.
+        let mut forged = extra.clone();
+        forged[extra.len() - 1] ^= 1;
+        assert!(matches!(
+            open_all(&mut open, &forged),
+            (_, Some(ProtocolError::Cryptographic(_)))
+        ));
+        assert_eq!(
+            open_all(&mut open, &extra),
+            (
+                vec![],
+                Some(ProtocolError::TooManyFrames { max: MAX_FRAMES })
+            )
+        );
+        assert!(!open.is_between_messages());
     }
 }
