@@ -124,9 +124,10 @@ impl Shared {
             tokio::time::sleep(Duration::from_millis(1)).await;
             return Ok(());
         }
-        // Read what has arrived, on this task (the `try_recv` before this
-        // wait has if this task leases the reactor already).
-        self.socket.step_unless_leased();
+        // Read what has arrived, on this task, unless the reactor's
+        // readiness in tokio shows all there is (see `step_if_owed`): the
+        // `try_recv` before this wait took what was queued without a step.
+        self.socket.step_if_owed();
         loop {
             // Counted as a waiter (so that what another thread queues
             // signals the descriptor) only while waiting: what this task
@@ -149,10 +150,11 @@ impl Shared {
                 }
                 Either::Second(guard) => {
                     // I/O to do: clear (an event after the step below makes
-                    // a new edge), stop waiting, and step the reactor.
+                    // a new edge), stop waiting, and step the reactor (or
+                    // read its only connection, if that is all it can be).
                     guard.map_err(wait_error)?.clear_ready();
                     drop(watch);
-                    self.socket.step_now();
+                    self.socket.step_woken();
                     if self.socket.has_message() {
                         return Ok(());
                     }
@@ -182,7 +184,7 @@ impl Shared {
     async fn wait_writable(self: Arc<Self>) -> Result<(), Error> {
         // Write what the kernel now takes, on this task (the `try_send`
         // before this wait has if this task leases the reactor already).
-        self.socket.step_unless_leased();
+        self.socket.step_if_owed();
         // Every signal of the send eventfd is a write, so a new edge; its
         // counter is never read here (see `Socket::count_send_waiter`).
         // Reactor readiness: room may have come once it is stepped.
@@ -193,8 +195,10 @@ impl Shared {
         Ok(())
     }
 
+    /// Takes a queued message. No step of the reactor: the wait that
+    /// follows an empty look steps it when there is anything to read.
     fn try_recv(&self) -> Option<Result<Message, RecvError>> {
-        match self.socket.try_recv() {
+        match self.socket.try_recv_queued() {
             Ok(m) => Some(Ok(m)),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),

@@ -366,14 +366,36 @@ impl Core {
         self.drive(Some(std::time::Duration::ZERO));
     }
 
-    /// As [`step_now`](Self::step_now), unless an application thread leases
-    /// the reactor already: then the `try_*` call that just found nothing
-    /// stepped it (`wait_app` with `Wait::Never`), and another step would be
-    /// an empty `epoll_wait`. Otherwise the step takes the reactor over from
+    /// As [`step_now`](Self::step_now) after tokio found the reactor's
+    /// descriptor readable, reading the socket's only connection directly
+    /// when that is all the readiness can be for (`Reactor::read_sole`): the
+    /// `epoll_wait` that a step would make to find it is then saved.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_woken(&self) {
+        let Ok(mut reactor) = self.reactor.try_lock() else {
+            return;
+        };
+        if self.doorbell.enter() {
+            if !reactor.read_sole() {
+                reactor.step(Some(std::time::Duration::ZERO));
+            }
+            drop(reactor);
+            self.doorbell.leave();
+        }
+    }
+
+    /// As [`step_now`](Self::step_now), before an async task waits, unless
+    /// the step would find nothing the task's watch of the reactor's
+    /// descriptor does not show: an application thread leases the reactor,
+    /// no task was queued without a wake-up (`submit_lazy`) and no
+    /// connection has input left over from its read budget. Then anything
+    /// left to handle makes the descriptor readable, and the step would be an
+    /// empty `epoll_wait`. Otherwise the step takes the reactor over from
     /// the I/O thread, so the next message is read by the task that wants it.
     #[cfg(feature = "tokio")]
-    pub(crate) fn step_unless_leased(&self) {
-        if !self.doorbell.leased() {
+    pub(crate) fn step_if_owed(&self) {
+        let more = || self.reactor.try_lock().is_ok_and(|r| r.has_more());
+        if !self.doorbell.leased() || self.doorbell.has_tasks() || more() {
             self.step_now();
         }
     }

@@ -485,18 +485,25 @@ impl Socket {
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn step_now(&self) {
-        self.core().step_now();
-    }
-
-    #[cfg(feature = "tokio")]
     pub(crate) fn watch_recv(&self, on: bool) -> bool {
         self.core().watch_recv(on)
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn step_unless_leased(&self) {
-        self.core().step_unless_leased();
+    pub(crate) fn step_woken(&self) {
+        self.core().step_woken();
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_if_owed(&self) {
+        self.core().step_if_owed();
+    }
+
+    /// [`try_recv`](Self::try_recv) without its step of a leased reactor
+    /// (see `routing::recv_queued`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_recv_queued(&self) -> Result<Message, TryRecvError> {
+        routing::recv_queued(self.core()).map_err(RecvFail::into_try)
     }
 
     /// Readable after a change that may allow a send, while a poller watches.
