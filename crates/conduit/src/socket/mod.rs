@@ -485,8 +485,13 @@ impl Socket {
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn watch_recv(&self, on: bool) -> bool {
-        self.core().watch_recv(on)
+    pub(crate) fn watch_recv(&self) -> bool {
+        self.core().watch_recv()
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn unwatch_recv(&self) {
+        self.core().unwatch_recv();
     }
 
     #[cfg(feature = "tokio")]
@@ -499,11 +504,11 @@ impl Socket {
         self.core().step_if_owed();
     }
 
-    /// [`try_recv`](Self::try_recv) without its step of a leased reactor
-    /// (see `routing::recv_queued`).
+    /// [`try_recv`](Self::try_recv) without its step of a leased reactor,
+    /// and whether an `Empty` socket is stuck (see `routing::recv_queued`).
     #[cfg(feature = "tokio")]
-    pub(crate) fn try_recv_queued(&self) -> Result<Message, TryRecvError> {
-        routing::recv_queued(self.core()).map_err(RecvFail::into_try)
+    pub(crate) fn try_recv_queued(&self, stuck: &mut bool) -> Result<Message, TryRecvError> {
+        routing::recv_queued(self.core(), stuck).map_err(RecvFail::into_try)
     }
 
     /// Readable after a change that may allow a send, while a poller watches.

@@ -243,11 +243,14 @@ pub(crate) fn recv_with(
 /// reactor as `try_recv` does when an application thread leases it. For the
 /// async adapter, whose task watches the reactor's descriptor in tokio and
 /// steps the reactor itself when that is readable: a step here would find
-/// nothing (an empty `epoll_wait` per message).
+/// nothing (an empty `epoll_wait` per message). When it finds nothing, `stuck`
+/// says whether messages are queued all the same, ones the socket type does
+/// not give (a REQ's from a peer it did not ask), seen under the same lock.
 #[cfg(feature = "tokio")]
-pub(crate) fn recv_queued(core: &Core) -> Result<Message, RecvFail> {
+pub(crate) fn recv_queued(core: &Core, stuck: &mut bool) -> Result<Message, RecvFail> {
     recv_or(core, None, |st| {
         let gave = if st.closing { Gave::Closing } else { Gave::Up };
+        *stuck = st.has_queued();
         Err((st, gave))
     })
 }
