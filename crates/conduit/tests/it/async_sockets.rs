@@ -877,3 +877,51 @@ async fn a_second_peer_is_served_while_the_first_is_read_directly() {
         streaming.join().unwrap();
     }
 }
+
+/// A receive waits on the socket's reactor descriptor alone: a message that
+/// another thread queues meanwhile must wake it. Here that thread is the
+/// socket's I/O thread, which takes the reactor back once no task has stepped
+/// it for its lease (50 ms), and reads the late message itself.
+#[tokio::test(flavor = "current_thread")]
+async fn a_message_the_io_thread_queues_wakes_a_waiting_receive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (push, pull) = push_pull(&dir, 1000).await;
+    push.send("first").await.unwrap();
+    assert_eq!(
+        text(&within("the first", pull.recv()).await.unwrap()),
+        "first"
+    );
+    for i in 0..3 {
+        let late = async {
+            // Past the lease: the I/O thread watches the reactor again.
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            push.send(i.to_string()).await.unwrap();
+        };
+        let (got, ()) = tokio::join!(within("the late message", pull.recv()), late);
+        assert_eq!(text(&got.unwrap()), i.to_string());
+    }
+}
+
+/// The same when every message is queued by the I/O thread: a socket whose
+/// readiness descriptor was handed out (`AsFd`) is read by its I/O thread
+/// only, and a task woken by the reactor's readiness may look before the
+/// message is queued; the wake-up that comes with queueing it must not be
+/// lost.
+#[tokio::test(flavor = "current_thread")]
+async fn messages_a_pinned_socket_s_io_thread_queues_wake_a_waiting_receive() {
+    use std::os::fd::AsFd;
+    let dir = tempfile::tempdir().unwrap();
+    let pull = builder(SocketType::Pull).build().unwrap();
+    let _ = pull.as_fd();
+    let pull = pull.into_async().unwrap();
+    let ep = pull.bind(&endpoint("ipc", &dir, "pull")).unwrap();
+    let push = asocket(SocketType::Push);
+    push.connect(&ep).unwrap();
+    within("every message", async {
+        for i in 0..300 {
+            push.send(i.to_string()).await.unwrap();
+            assert_eq!(text(&pull.recv().await.unwrap()), i.to_string());
+        }
+    })
+    .await;
+}
