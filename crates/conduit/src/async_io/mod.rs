@@ -15,7 +15,12 @@
 //!   blocking `recv` does, so the socket's I/O thread stays out of the way
 //!   (`engine/io_thread.rs`); a message the task queues itself needs no
 //!   signal of the eventfd, which is why it counts as a waiter only while it
-//!   waits.
+//!   waits. A receive takes queued messages without a step (the reactor's
+//!   readiness shows when there is I/O), and a reactor with one connection
+//!   and no listener has that connection read without its `epoll_wait`
+//!   (`Reactor::read_sole`). Waiting on the reactor alone would lose
+//!   wake-ups: another thread stepping it consumes the event before tokio's
+//!   nested epoll looks, so the eventfd stays.
 //! - [`AsyncChannel`]: a channel has no I/O thread; its connection is the
 //!   descriptor. Its receive waits on that descriptor's readability after the
 //!   channel's own buffer is found empty; its send waits on writability.

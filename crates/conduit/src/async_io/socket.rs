@@ -56,8 +56,6 @@ pub struct AsyncSocket {
     /// The [`Stream`](futures_core::Stream)'s wait for a message, when one is
     /// under way.
     next: Option<Wait>,
-    /// The [`Stream`](futures_core::Stream)'s state for [`Shared::after_empty`].
-    retried: bool,
     /// The [`Sink`](futures_sink::Sink)'s message not yet sent, and its wait.
     sink: SinkState,
 }
@@ -109,9 +107,9 @@ struct Shared {
 
 impl Shared {
     /// After a `try_recv` found nothing: waits until the receive descriptor
-    /// was signalled since it was last cleared, and clears it unless a
-    /// message is queued. `stuck` (see [`Shared::after_empty`]) waits a
-    /// moment instead.
+    /// was signalled since it was last cleared (and clears it unless a
+    /// message is queued), or until the reactor had I/O to do and was
+    /// stepped. `stuck` (see [`Look::Empty`]) waits a moment instead.
     async fn wait_readable(self: Arc<Self>, stuck: bool) -> Result<(), Error> {
         self.wait_readable_ref(stuck).await
     }
@@ -120,61 +118,45 @@ impl Shared {
         if stuck {
             // The queue holds messages try_recv does not give (a REQ's queue
             // with only another peer's): the descriptor stays readable with
-            // no new edge to come, so look again shortly instead.
+            // no new edge to come, so look again shortly instead, after
+            // reading what arrived meanwhile (try_recv does not).
             tokio::time::sleep(Duration::from_millis(1)).await;
+            self.socket.step_woken();
             return Ok(());
         }
-        // Read what has arrived, on this task (the `try_recv` before this
-        // wait has if this task leases the reactor already).
-        self.socket.step_unless_leased();
-        loop {
-            // Counted as a waiter (so that what another thread queues
-            // signals the descriptor) only while waiting: what this task
-            // queues itself, it sees without a signal.
-            let watch = RecvWatch::new(&self.socket);
-            if watch.had_message {
-                return Ok(());
-            }
-            match first_ready(&self.readable, &self.reactor).await {
-                Either::First(guard) => {
-                    let mut guard = guard.map_err(wait_error)?;
-                    // Queued now: the caller's next try_recv takes it.
-                    // Otherwise clear; a message delivered after this look
-                    // comes with a new edge, which tokio keeps (its readiness
-                    // ticks), so nothing is lost.
-                    if !self.socket.has_message() {
-                        guard.clear_ready();
-                    }
-                    return Ok(());
-                }
-                Either::Second(guard) => {
-                    // I/O to do: clear (an event after the step below makes
-                    // a new edge), stop waiting, and step the reactor.
-                    guard.map_err(wait_error)?.clear_ready();
-                    drop(watch);
-                    self.socket.step_now();
-                    if self.socket.has_message() {
-                        return Ok(());
-                    }
+        // Read what has arrived, on this task, unless the reactor's
+        // readiness in tokio shows all there is (see `step_if_owed`): the
+        // `try_recv` before this wait took what was queued without a step.
+        self.socket.step_if_owed();
+        // Counted as a waiter (so that what another thread queues signals
+        // the descriptor) only while waiting: what this task queues itself,
+        // it sees without a signal.
+        let watch = RecvWatch::new(&self.socket);
+        if watch.had_message {
+            return Ok(());
+        }
+        match first_ready(&self.readable, &self.reactor).await {
+            Either::First(guard) => {
+                let mut guard = guard.map_err(wait_error)?;
+                // Queued now: the caller's next try_recv takes it. Otherwise
+                // clear; a message delivered after this look comes with a
+                // new edge, which tokio keeps (its readiness ticks), so
+                // nothing is lost.
+                if !self.socket.has_message() {
+                    guard.clear_ready();
                 }
             }
+            Either::Second(guard) => {
+                // I/O to do: clear (an event after the step below makes a
+                // new edge), stop waiting, and step the reactor (or read its
+                // only connection, if that is all it can be). The caller's
+                // try_recv looks at what it brought.
+                guard.map_err(wait_error)?.clear_ready();
+                drop(watch);
+                self.socket.step_woken();
+            }
         }
-    }
-
-    /// After a `try_recv` found nothing: `None` to try again at once (a
-    /// message arrived between the two looks), else whether the wait is for
-    /// a queue that is stuck (queued, yet found nothing twice running).
-    fn after_empty(&self, retried: &mut bool) -> Option<bool> {
-        if !self.socket.has_message() {
-            *retried = false;
-            return Some(false);
-        }
-        if !*retried {
-            *retried = true;
-            return None;
-        }
-        *retried = false;
-        Some(true)
+        Ok(())
     }
 
     /// Waits for a change that may let a send through. The caller counts
@@ -182,7 +164,7 @@ impl Shared {
     async fn wait_writable(self: Arc<Self>) -> Result<(), Error> {
         // Write what the kernel now takes, on this task (the `try_send`
         // before this wait has if this task leases the reactor already).
-        self.socket.step_unless_leased();
+        self.socket.step_if_owed();
         // Every signal of the send eventfd is a write, so a new edge; its
         // counter is never read here (see `Socket::count_send_waiter`).
         // Reactor readiness: room may have come once it is stepped.
@@ -193,12 +175,15 @@ impl Shared {
         Ok(())
     }
 
-    fn try_recv(&self) -> Option<Result<Message, RecvError>> {
-        match self.socket.try_recv() {
-            Ok(m) => Some(Ok(m)),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-            Err(TryRecvError::Failed(e)) => Some(Err(RecvError::Failed(e))),
+    /// Takes a queued message. No step of the reactor: the wait that
+    /// follows an empty look steps it when there is anything to read.
+    fn try_recv(&self) -> Look {
+        let mut stuck = false;
+        match self.socket.try_recv_queued(&mut stuck) {
+            Ok(m) => Look::Got(Ok(m)),
+            Err(TryRecvError::Empty) => Look::Empty { stuck },
+            Err(TryRecvError::Closed) => Look::Got(Err(RecvError::Closed)),
+            Err(TryRecvError::Failed(e)) => Look::Got(Err(RecvError::Failed(e))),
         }
     }
 
@@ -229,6 +214,18 @@ impl Shared {
             *waiting = Some(Waiting::new(self.clone()));
         }
     }
+}
+
+/// What a look for a message found.
+enum Look {
+    Got(Result<Message, RecvError>),
+    /// Nothing for us. `stuck`: messages are queued all the same, ones the
+    /// socket type does not give (a REQ's from a peer it did not ask). The
+    /// receive descriptor stays readable for them with no new edge to come,
+    /// so the wait cannot be on it.
+    Empty {
+        stuck: bool,
+    },
 }
 
 enum Either<A, B> {
@@ -273,14 +270,14 @@ impl<'a> RecvWatch<'a> {
     fn new(socket: &'a Socket) -> RecvWatch<'a> {
         RecvWatch {
             socket,
-            had_message: socket.watch_recv(true),
+            had_message: socket.watch_recv(),
         }
     }
 }
 
 impl Drop for RecvWatch<'_> {
     fn drop(&mut self) {
-        self.socket.watch_recv(false);
+        self.socket.unwatch_recv();
     }
 }
 
@@ -329,7 +326,6 @@ impl AsyncSocket {
                 reactor,
             }),
             next: None,
-            retried: false,
             sink: SinkState::default(),
         })
     }
@@ -392,13 +388,10 @@ impl AsyncSocket {
     /// it, so dropping the future (a `select!` branch that lost, a
     /// `timeout`) loses nothing: the message stays queued for the next call.
     pub async fn recv(&self) -> Result<Message, RecvError> {
-        let mut retried = false;
         loop {
-            if let Some(r) = self.shared.try_recv() {
-                return r;
-            }
-            if let Some(stuck) = self.shared.after_empty(&mut retried) {
-                self.shared.wait_readable_ref(stuck).await?;
+            match self.shared.try_recv() {
+                Look::Got(r) => return r,
+                Look::Empty { stuck } => self.shared.wait_readable_ref(stuck).await?,
             }
         }
     }
@@ -588,13 +581,11 @@ impl futures_core::Stream for AsyncSocket {
                 }
             }
             match this.shared.try_recv() {
-                Some(Ok(m)) => return Poll::Ready(Some(Ok(m))),
-                Some(Err(RecvError::Closed)) => return Poll::Ready(None),
-                Some(Err(RecvError::Failed(e))) => return Poll::Ready(Some(Err(e))),
-                None => {
-                    if let Some(stuck) = this.shared.after_empty(&mut this.retried) {
-                        this.next = Some(Box::pin(this.shared.clone().wait_readable(stuck)));
-                    }
+                Look::Got(Ok(m)) => return Poll::Ready(Some(Ok(m))),
+                Look::Got(Err(RecvError::Closed)) => return Poll::Ready(None),
+                Look::Got(Err(RecvError::Failed(e))) => return Poll::Ready(Some(Err(e))),
+                Look::Empty { stuck } => {
+                    this.next = Some(Box::pin(this.shared.clone().wait_readable(stuck)));
                 }
             }
         }

@@ -164,6 +164,44 @@ impl Reactor {
         // next, even when that is another thread.
         self.timers.arm();
     }
+
+    /// After the reactor's descriptor polled readable elsewhere (in tokio's
+    /// reactor, for an async task): reads the socket's only connection
+    /// without asking epoll which source is ready, when nothing else can be.
+    /// That is when the set holds one source, an active connection not
+    /// waiting to write, and no task, timer or left-over read is due, each
+    /// seen without a system call; a listener's readiness is not, so a bound
+    /// socket never qualifies. Returns false, having done nothing, when the
+    /// caller must [`step`](Self::step) instead.
+    ///
+    /// The connection's event stays in the set's ready list, unharvested:
+    /// each new event on it still wakes whoever polls the set, and the kernel
+    /// drops the stale entry when it finds the connection not ready.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn read_sole(&mut self) -> bool {
+        if !self.ready.is_empty() || self.handle.has_tasks() || !self.inproc.is_empty() {
+            return false;
+        }
+        let token = match self.sources.iter().next() {
+            Some((token, Source::Conn(c)))
+                if self.sources.len() == 1
+                    && matches!(c.phase, Phase::Active { .. })
+                    && !c.want_write
+                    && !c.paused
+                    && !c.closing =>
+            {
+                token
+            }
+            _ => return false,
+        };
+        let now = Instant::now();
+        if self.timers.next().is_some_and(|at| at <= now) {
+            return false;
+        }
+        self.read(token, now);
+        self.timers.arm();
+        true
+    }
 }
 
 #[derive(Debug)]

@@ -79,6 +79,12 @@ impl Timers {
         self.heap.push(Reverse((at, self.seq, timer)));
     }
 
+    /// The earliest deadline.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
     /// The timers due at `now`, earliest first.
     pub(crate) fn due(&mut self, now: Instant, out: &mut Vec<Timer>) {
         while let Some(Reverse((at, _, _))) = self.heap.peek() {

@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -112,11 +112,6 @@ pub(crate) struct State {
     ready_signalled: bool,
     /// Pollers waiting for this socket to accept a send.
     pub(crate) send_watchers: usize,
-    /// Async tasks waiting on the receive readiness descriptor
-    /// (`watch_recv`). While there are none and nobody else was given the
-    /// descriptor, it is not kept up to date: a task that reads its own
-    /// messages saves a write and a read of it per message.
-    recv_waiters: usize,
     /// Bumped by every change an application thread may wait for.
     pub(crate) changes: u64,
 }
@@ -195,6 +190,13 @@ pub(crate) struct Readiness {
     send: OwnedFd,
     /// `recv` was handed out: keep it up to date (a system call per change).
     used: AtomicBool,
+    /// Async tasks waiting on `recv` (`Core::watch_recv`). While there are
+    /// none and `used` is false, it is not kept up to date: a task that reads
+    /// its own messages saves a write and a read of it per message. Counted
+    /// up under the state lock (which brings `recv` up to date), down
+    /// without it: a delivery that still sees a waiter gone only signals
+    /// once too often, and the next waiter brings `recv` up to date again.
+    recv_waiters: AtomicUsize,
 }
 
 fn eventfd() -> std::io::Result<OwnedFd> {
@@ -262,6 +264,7 @@ impl Core {
                 send: eventfd()
                     .map_err(|e| Error::io("cannot make the readiness descriptor", e))?,
                 used: AtomicBool::new(false),
+                recv_waiters: AtomicUsize::new(0),
             },
         });
         io.add(&core);
@@ -295,7 +298,9 @@ impl Core {
     /// is queued for the application or the socket is closed. Costs nothing
     /// until the descriptor is asked for.
     pub(crate) fn update_readiness(&self, st: &mut State) {
-        if !self.readiness.used.load(Ordering::Relaxed) && st.recv_waiters == 0 {
+        if !self.readiness.used.load(Ordering::Relaxed)
+            && self.readiness.recv_waiters.load(Ordering::Relaxed) == 0
+        {
             return;
         }
         let want = st.has_queued() || st.closing;
@@ -335,21 +340,24 @@ impl Core {
         self.readiness.recv.as_fd()
     }
 
-    /// An async task starts (`true`) or stops waiting on the receive
-    /// readiness descriptor. Starting brings the descriptor up to date (it
-    /// may be stale from while nobody waited), so that the next message
-    /// queued is a new edge. Returns whether a message is queued (or the
-    /// socket closed): then there is nothing to wait for.
+    /// An async task starts waiting on the receive readiness descriptor
+    /// (until [`unwatch_recv`](Self::unwatch_recv)). Starting brings the
+    /// descriptor up to date (it may be stale from while nobody waited), so
+    /// that the next message queued is a new edge. Returns whether a message
+    /// is queued (or the socket closed): then there is nothing to wait for.
     #[cfg(feature = "tokio")]
-    pub(crate) fn watch_recv(&self, on: bool) -> bool {
+    pub(crate) fn watch_recv(&self) -> bool {
         let mut st = self.lock();
-        if on {
-            st.recv_waiters += 1;
-            self.update_readiness(&mut st);
-        } else {
-            st.recv_waiters -= 1;
-        }
+        self.readiness.recv_waiters.fetch_add(1, Ordering::Relaxed);
+        self.update_readiness(&mut st);
         st.has_queued() || st.closing
+    }
+
+    /// An async task stops waiting on the receive readiness descriptor: no
+    /// lock (see `Readiness::recv_waiters`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn unwatch_recv(&self) {
+        self.readiness.recv_waiters.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The reactor's epoll descriptor: readable when the socket has I/O to do.
@@ -366,14 +374,36 @@ impl Core {
         self.drive(Some(std::time::Duration::ZERO));
     }
 
-    /// As [`step_now`](Self::step_now), unless an application thread leases
-    /// the reactor already: then the `try_*` call that just found nothing
-    /// stepped it (`wait_app` with `Wait::Never`), and another step would be
-    /// an empty `epoll_wait`. Otherwise the step takes the reactor over from
+    /// As [`step_now`](Self::step_now) after tokio found the reactor's
+    /// descriptor readable, reading the socket's only connection directly
+    /// when that is all the readiness can be for (`Reactor::read_sole`): the
+    /// `epoll_wait` that a step would make to find it is then saved.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_woken(&self) {
+        let Ok(mut reactor) = self.reactor.try_lock() else {
+            return;
+        };
+        if self.doorbell.enter() {
+            if !reactor.read_sole() {
+                reactor.step(Some(std::time::Duration::ZERO));
+            }
+            drop(reactor);
+            self.doorbell.leave();
+        }
+    }
+
+    /// As [`step_now`](Self::step_now), before an async task waits, unless
+    /// the step would find nothing the task's watch of the reactor's
+    /// descriptor does not show: an application thread leases the reactor,
+    /// no task was queued without a wake-up (`submit_lazy`) and no
+    /// connection has input left over from its read budget. Then anything
+    /// left to handle makes the descriptor readable, and the step would be an
+    /// empty `epoll_wait`. Otherwise the step takes the reactor over from
     /// the I/O thread, so the next message is read by the task that wants it.
     #[cfg(feature = "tokio")]
-    pub(crate) fn step_unless_leased(&self) {
-        if !self.doorbell.leased() {
+    pub(crate) fn step_if_owed(&self) {
+        let more = || self.reactor.try_lock().is_ok_and(|r| r.has_more());
+        if !self.doorbell.leased() || self.doorbell.has_tasks() || more() {
             self.step_now();
         }
     }

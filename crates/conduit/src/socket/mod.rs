@@ -485,18 +485,30 @@ impl Socket {
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn step_now(&self) {
-        self.core().step_now();
+    pub(crate) fn watch_recv(&self) -> bool {
+        self.core().watch_recv()
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn watch_recv(&self, on: bool) -> bool {
-        self.core().watch_recv(on)
+    pub(crate) fn unwatch_recv(&self) {
+        self.core().unwatch_recv();
     }
 
     #[cfg(feature = "tokio")]
-    pub(crate) fn step_unless_leased(&self) {
-        self.core().step_unless_leased();
+    pub(crate) fn step_woken(&self) {
+        self.core().step_woken();
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(crate) fn step_if_owed(&self) {
+        self.core().step_if_owed();
+    }
+
+    /// [`try_recv`](Self::try_recv) without its step of a leased reactor,
+    /// and whether an `Empty` socket is stuck (see `routing::recv_queued`).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn try_recv_queued(&self, stuck: &mut bool) -> Result<Message, TryRecvError> {
+        routing::recv_queued(self.core(), stuck).map_err(RecvFail::into_try)
     }
 
     /// Readable after a change that may allow a send, while a poller watches.

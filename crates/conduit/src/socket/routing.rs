@@ -235,7 +235,35 @@ pub(crate) fn recv(core: &Core, wait: Wait) -> Result<Message, RecvFail> {
 pub(crate) fn recv_with(
     core: &Core,
     wait: Wait,
+    info: Option<&mut Option<PeerInfo>>,
+) -> Result<Message, RecvFail> {
+    recv_or(core, info, |st| core.wait_app(st, wait))
+}
+
+/// [`recv`] of a message already queued: never waits, and never steps the
+/// reactor as `try_recv` does when an application thread leases it. For the
+/// async adapter, whose task watches the reactor's descriptor in tokio and
+/// steps the reactor itself when that is readable: a step here would find
+/// nothing (an empty `epoll_wait` per message). When it finds nothing, `stuck`
+/// says whether messages are queued all the same, ones the socket type does
+/// not give (a REQ's from a peer it did not ask), seen under the same lock.
+#[cfg(feature = "tokio")]
+pub(crate) fn recv_queued(core: &Core, stuck: &mut bool) -> Result<Message, RecvFail> {
+    recv_or(core, None, |st| {
+        let gave = if st.closing { Gave::Closing } else { Gave::Up };
+        *stuck = st.has_queued();
+        Err((st, gave))
+    })
+}
+
+/// A receive that, while nothing is queued, calls `wait` (which hands the
+/// state back after a change, or says why it gave up).
+fn recv_or<'a>(
+    core: &'a Core,
     mut info: Option<&mut Option<PeerInfo>>,
+    mut wait: impl FnMut(
+        MutexGuard<'a, State>,
+    ) -> Result<MutexGuard<'a, State>, (MutexGuard<'a, State>, Gave)>,
 ) -> Result<Message, RecvFail> {
     let mut st = core.lock();
     match core.kind {
@@ -255,7 +283,7 @@ pub(crate) fn recv_with(
             crate::reader::note_received_here();
             return Ok(msg);
         }
-        st = core.wait_app(st, wait).map_err(|(_, g)| match g {
+        st = wait(st).map_err(|(_, g)| match g {
             Gave::Up => RecvFail::WouldBlock,
             Gave::Closing => RecvFail::Closed,
         })?;

@@ -772,3 +772,156 @@ fn run_example(name: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+fn text(m: &Message) -> String {
+    String::from_utf8(m.concat().to_vec()).unwrap()
+}
+
+/// A socket connected to one peer reads it without asking its reactor's
+/// epoll set which source is ready, and takes what is queued without a step
+/// of the reactor: ping-pongs, then a burst past the read budget and the
+/// receive high-water mark (left-over reads, and resumes queued without a
+/// wake-up), must each arrive whole and in order.
+#[tokio::test(flavor = "current_thread")]
+async fn a_lone_connection_read_directly_loses_nothing() {
+    const ROUNDS: usize = 2000;
+    const BURST: usize = 20_000;
+    for transport in ["tcp", "ipc"] {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = builder(SocketType::Pair).build().unwrap();
+        let ep = peer
+            .bind(&endpoint(transport, &dir, "peer"))
+            .unwrap()
+            .to_string();
+        let echo = std::thread::spawn(move || {
+            for _ in 0..ROUNDS {
+                let m = peer.recv().unwrap();
+                peer.send(m).unwrap();
+            }
+            for i in 0..BURST {
+                peer.send(i.to_string()).unwrap();
+            }
+            // Held until the burst is read, so that it is not cut short.
+            peer.recv().unwrap();
+        });
+        let ours = builder(SocketType::Pair)
+            .recv_hwm(16)
+            .build()
+            .unwrap()
+            .into_async()
+            .unwrap();
+        ours.connect(&ep).unwrap();
+        within("the ping-pong and the burst", async {
+            for i in 0..ROUNDS {
+                ours.send(i.to_string()).await.unwrap();
+                assert_eq!(text(&ours.recv().await.unwrap()), i.to_string());
+            }
+            for i in 0..BURST {
+                assert_eq!(text(&ours.recv().await.unwrap()), i.to_string());
+            }
+            ours.send("done").await.unwrap();
+        })
+        .await;
+        echo.join().unwrap();
+    }
+}
+
+/// While one peer's messages are read directly, a second peer (connected to,
+/// or connecting to us) is still served: its connection makes the reactor
+/// take a full step, and its message arrives while the first keeps sending.
+#[tokio::test(flavor = "current_thread")]
+async fn a_second_peer_is_served_while_the_first_is_read_directly() {
+    for we_bind in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let pull = builder(SocketType::Pull)
+            .build()
+            .unwrap()
+            .into_async()
+            .unwrap();
+        let first = builder(SocketType::Push).build().unwrap();
+        let second = builder(SocketType::Push).build().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut bound = None;
+        if we_bind {
+            let ep = pull.bind(&endpoint("ipc", &dir, "pull")).unwrap();
+            first.connect(&ep).unwrap();
+            bound = Some(ep);
+        } else {
+            let ep = first.bind(&endpoint("ipc", &dir, "first")).unwrap();
+            pull.connect(&ep).unwrap();
+        }
+        let streaming = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // At the high-water mark this times out and looks again.
+                    let _ = first.send_timeout("first", Duration::from_millis(10));
+                }
+            })
+        };
+        within("the second peer's message", async {
+            // The first peer's messages are being read.
+            assert_eq!(text(&pull.recv().await.unwrap()), "first");
+            if let Some(ep) = &bound {
+                second.connect(ep).unwrap();
+            } else {
+                let ep = second.bind(&endpoint("ipc", &dir, "second")).unwrap();
+                pull.connect(&ep).unwrap();
+            }
+            second.send("second").unwrap();
+            while text(&pull.recv().await.unwrap()) != "second" {}
+        })
+        .await;
+        assert_eq!(pull.peer_count(), 2);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        streaming.join().unwrap();
+    }
+}
+
+/// A receive waits on the socket's reactor descriptor alone: a message that
+/// another thread queues meanwhile must wake it. Here that thread is the
+/// socket's I/O thread, which takes the reactor back once no task has stepped
+/// it for its lease (50 ms), and reads the late message itself.
+#[tokio::test(flavor = "current_thread")]
+async fn a_message_the_io_thread_queues_wakes_a_waiting_receive() {
+    let dir = tempfile::tempdir().unwrap();
+    let (push, pull) = push_pull(&dir, 1000).await;
+    push.send("first").await.unwrap();
+    assert_eq!(
+        text(&within("the first", pull.recv()).await.unwrap()),
+        "first"
+    );
+    for i in 0..3 {
+        let late = async {
+            // Past the lease: the I/O thread watches the reactor again.
+            tokio::time::sleep(Duration::from_millis(120)).await;
+            push.send(i.to_string()).await.unwrap();
+        };
+        let (got, ()) = tokio::join!(within("the late message", pull.recv()), late);
+        assert_eq!(text(&got.unwrap()), i.to_string());
+    }
+}
+
+/// The same when every message is queued by the I/O thread: a socket whose
+/// readiness descriptor was handed out (`AsFd`) is read by its I/O thread
+/// only, and a task woken by the reactor's readiness may look before the
+/// message is queued; the wake-up that comes with queueing it must not be
+/// lost.
+#[tokio::test(flavor = "current_thread")]
+async fn messages_a_pinned_socket_s_io_thread_queues_wake_a_waiting_receive() {
+    use std::os::fd::AsFd;
+    let dir = tempfile::tempdir().unwrap();
+    let pull = builder(SocketType::Pull).build().unwrap();
+    let _ = pull.as_fd();
+    let pull = pull.into_async().unwrap();
+    let ep = pull.bind(&endpoint("ipc", &dir, "pull")).unwrap();
+    let push = asocket(SocketType::Push);
+    push.connect(&ep).unwrap();
+    within("every message", async {
+        for i in 0..300 {
+            push.send(i.to_string()).await.unwrap();
+            assert_eq!(text(&pull.recv().await.unwrap()), i.to_string());
+        }
+    })
+    .await;
+}
