@@ -288,6 +288,11 @@ impl Doorbell {
         true
     }
 
+    /// Whether only the I/O thread drives the reactor (see [`pin`](Self::pin)).
+    pub(crate) fn pinned(&self) -> bool {
+        self.drive().pinned
+    }
+
     /// The application thread stopped driving.
     pub(crate) fn leave(&self) {
         let mut d = self.drive();
@@ -402,12 +407,21 @@ fn run(mut poll: Poll, io: &IoHandle) {
             let Some(core) = io.sockets().get(key).cloned() else {
                 continue;
             };
-            // An application thread driving it handles what is ready.
-            if let Ok(mut reactor) = core.reactor.try_lock() {
-                reactor.step(Some(Duration::ZERO));
-                if reactor.has_more() {
-                    again.push(key);
+            match core.reactor.try_lock() {
+                Ok(mut reactor) => {
+                    reactor.step(Some(Duration::ZERO));
+                    if reactor.has_more() {
+                        again.push(key);
+                    }
                 }
+                // Only this thread drives a pinned reactor: whoever holds it
+                // only looked (an application thread's try, refused by
+                // `enter`) and handles nothing, so look again rather than
+                // lose the event (the set is edge-triggered). That cost an
+                // async receive on a pinned socket a stall of seconds.
+                Err(_) if core.doorbell.pinned() => again.push(key),
+                // An application thread driving it handles what is ready.
+                Err(_) => {}
             }
         }
         io.inbox.take(&mut tasks);

@@ -920,7 +920,12 @@ async fn messages_a_pinned_socket_s_io_thread_queues_wake_a_waiting_receive() {
     within("every message", async {
         for i in 0..300 {
             push.send(i.to_string()).await.unwrap();
-            assert_eq!(text(&pull.recv().await.unwrap()), i.to_string());
+            // Each in far less; a lost wake-up waited for the I/O thread's
+            // next unrelated wake, seconds later.
+            let got = tokio::time::timeout(Duration::from_secs(2), pull.recv())
+                .await
+                .unwrap_or_else(|_| panic!("message {i} stalled: a lost wake-up"));
+            assert_eq!(text(&got.unwrap()), i.to_string());
         }
     })
     .await;
