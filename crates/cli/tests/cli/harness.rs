@@ -125,3 +125,21 @@ pub fn endpoints() -> Vec<(String, Option<tempfile::TempDir>)> {
     let (ipc, dir) = ipc_endpoint();
     vec![(ipc, Some(dir)), (free_tcp_endpoint(), None)]
 }
+
+/// A broker bound on tcp (front) and ipc (back), with `extra` arguments:
+/// the proxy, its two endpoints, and the directory holding the ipc file.
+pub fn start_broker(extra: &[&str]) -> (Child, String, String, tempfile::TempDir) {
+    let front = free_tcp_endpoint();
+    let (back, dir) = ipc_endpoint();
+    let mut args = vec![
+        "proxy",
+        "broker",
+        "--front-bind",
+        &front,
+        "--back-bind",
+        &back,
+    ];
+    args.extend_from_slice(extra);
+    let proxy = start(conduit().args(args));
+    (proxy, front, back, dir)
+}

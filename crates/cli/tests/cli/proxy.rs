@@ -2,24 +2,6 @@
 
 use crate::harness::*;
 
-/// A broker bound on tcp (front) and ipc (back), with `extra` arguments:
-/// the proxy, its two endpoints, and the directory holding the ipc file.
-fn start_broker(extra: &[&str]) -> (std::process::Child, String, String, tempfile::TempDir) {
-    let front = free_tcp_endpoint();
-    let (back, dir) = ipc_endpoint();
-    let mut args = vec![
-        "proxy",
-        "broker",
-        "--front-bind",
-        &front,
-        "--back-bind",
-        &back,
-    ];
-    args.extend_from_slice(extra);
-    let proxy = start(conduit().args(args));
-    (proxy, front, back, dir)
-}
-
 #[test]
 fn broker_carries_requests_to_workers_and_replies_back() {
     let (proxy, front, back, _dir) = start_broker(&["--capture", "-n", "4"]);

@@ -244,15 +244,8 @@ fn a_curve_broker_forwards_between_secured_peers_and_refuses_wrong_keys() {
     keygen(&allowed.join("client"));
     let cert = |name: &str| dir.path().join(name).display().to_string();
     let client_secret = allowed.join("client.key_secret").display().to_string();
-    let front = free_tcp_endpoint();
-    let (back, _ipc) = ipc_endpoint();
-    let proxy = start(conduit().args([
-        "proxy",
-        "broker",
-        "--front-bind",
-        &front,
-        "--back-bind",
-        &back,
+    let allowed_dir = allowed.display().to_string();
+    let (proxy, front, back, _ipc) = start_broker(&[
         "-n",
         "2",
         "--timeout",
@@ -263,11 +256,11 @@ fn a_curve_broker_forwards_between_secured_peers_and_refuses_wrong_keys() {
         "--front-curve-secret-key",
         &cert("front.key_secret"),
         "--front-curve-allow",
-        &allowed.display().to_string(),
+        &allowed_dir,
         "--back-curve-server",
         "--back-curve-secret-key",
         &cert("back.key_secret"),
-    ]));
+    ]);
     let worker = start(conduit().args([
         "rep",
         "--connect",
