@@ -137,10 +137,12 @@ fn a_link_holds_the_send_and_receive_high_water_marks() {
         .unwrap();
     push.connect("inproc://t-hwm").unwrap();
     let mut sent = 0u32;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut poller = conduit::Poller::new();
+    poller.add(&push, conduit::Interest::WRITABLE);
     // Sends go through until the pipe (5) and the receiver's queue (3) are
     // full; the receiver's reactor moves them over as it runs, so keep
-    // trying until a send would wait and stays that way.
+    // trying, each time the push says it has room again, until a send would
+    // wait and stays that way.
     loop {
         match push.try_send(sent.to_string()) {
             Ok(()) => sent += 1,
@@ -148,8 +150,8 @@ fn a_link_holds_the_send_and_receive_high_water_marks() {
                 if sent >= 8 && !push.can_send() {
                     break;
                 }
-                assert!(Instant::now() < deadline, "stuck at {sent}");
-                std::thread::sleep(Duration::from_millis(1));
+                let ready = poller.poll(Some(Duration::from_secs(10))).unwrap();
+                assert!(!ready.is_empty(), "stuck at {sent}");
             }
             Err(e) => panic!("{e:?}"),
         }
