@@ -70,6 +70,20 @@ impl SendBuffer {
         self.len += bytes.len();
     }
 
+    /// Queues bytes that are whole frames already, by reference: a batch
+    /// of messages encoded once and shared by many queues (a PUB's
+    /// subscribers), written from where it is.
+    pub fn push_encoded(&mut self, frames: Bytes) {
+        if frames.is_empty() {
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += frames.len();
+        self.chunks.push_back(frames);
+    }
+
     /// Queues every frame of `msg`.
     #[inline]
     pub fn push_message(&mut self, msg: &Message) {
@@ -254,6 +268,37 @@ mod tests {
                 "writes of {max_write}"
             );
         }
+    }
+
+    #[test]
+    fn encoded_batches_keep_their_place_between_copied_frames() {
+        let mut batch = BytesMut::new();
+        crate::frame::put_message(&mut batch, &Message::from("b1"));
+        crate::frame::put_message(&mut batch, &Message::from("b2"));
+        let batch = batch.freeze();
+        let mut expected = BytesMut::new();
+        for m in ["a", "b1", "b2", "c"] {
+            crate::frame::put_message(&mut expected, &Message::from(m));
+        }
+        for max_write in [1, 3, 5, usize::MAX] {
+            let mut buf = SendBuffer::new();
+            buf.push_message(&Message::from("a"));
+            buf.push_encoded(batch.clone());
+            buf.push_encoded(Bytes::new());
+            buf.push_message(&Message::from("c"));
+            assert_eq!(buf.len(), expected.len());
+            assert_eq!(
+                drain(&mut buf, max_write),
+                expected,
+                "writes of {max_write}"
+            );
+        }
+        // Shared, not copied: the queue writes from the batch's own memory.
+        let mut buf = SendBuffer::new();
+        buf.push_encoded(batch.clone());
+        let mut slices = [IoSlice::new(&[]); 2];
+        assert_eq!(buf.io_slices(&mut slices), 1);
+        assert_eq!(slices[0].as_ptr(), batch.as_ptr());
     }
 
     #[test]

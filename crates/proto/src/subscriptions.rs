@@ -155,6 +155,11 @@ impl Subscriptions {
                 .any(|(&len, _)| self.counts.contains_key(&data[..len]))
     }
 
+    /// Whether every message matches (the empty prefix is subscribed).
+    pub fn matches_all(&self) -> bool {
+        self.all
+    }
+
     /// Number of distinct prefixes subscribed.
     pub fn len(&self) -> usize {
         self.counts.len()
@@ -231,13 +236,17 @@ mod tests {
         let mut s = Subscriptions::new();
         s.add(b"");
         s.add(b"");
+        s.add(b"x");
+        assert!(s.matches_all());
         assert!(!s.remove(b""));
         assert!(
             s.matches(b"still"),
             "one subscription to everything is left"
         );
+        assert!(s.matches_all());
         assert!(s.remove(b""));
         assert!(!s.matches(b"still"));
+        assert!(!s.matches_all(), "only x is left");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use conduit_proto::{Command, Message, Sealer, SendBuffer};
 
 use super::io_thread::Doorbell;
@@ -73,7 +74,8 @@ mod pace {
     struct Pace {
         /// The thread's received-message count when it last decided.
         seen_received: u64,
-        /// When the thread last wrote a message directly.
+        /// When the thread last wrote a message directly, or ended a send
+        /// to many peers.
         last_direct: Option<Instant>,
         /// It wrote a whole batch itself: it is streaming.
         batch_written: bool,
@@ -135,6 +137,23 @@ mod pace {
         });
     }
 
+    /// The thread ended a send offered to many peers' queues (a PUB's, to
+    /// subscribers outside its shared batch: `socket/fanout.rs`). Such a
+    /// send takes longer than [`BURST_WINDOW`] by itself, so the time of its
+    /// last direct write cannot tell a stream: a publisher sending back to
+    /// back would find every queue it left to the I/O thread's tail flush
+    /// empty again, and write each message to each subscriber alone (at a
+    /// thousand subscribers, 1.4 million writes of one 64 B message for
+    /// 20,000 sends). One clock read per such send is cheap next to its
+    /// many offers.
+    pub(crate) fn sent_to_many() {
+        PACE.with(|p| {
+            let mut pace = p.get();
+            pace.last_direct = Some(Instant::now());
+            p.set(pace);
+        });
+    }
+
     /// The thread wrote a whole batch itself.
     pub(crate) fn wrote_batch() {
         PACE.with(|p| {
@@ -145,7 +164,7 @@ mod pace {
     }
 }
 
-pub(crate) use pace::begin_send;
+pub(crate) use pace::{begin_send, sent_to_many, streaming, wrote_batch, wrote_direct};
 
 /// Which connection of which I/O thread a queue belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,6 +329,47 @@ impl PeerOut {
             self.io.submit(Task::TailFlush(self.conn));
         }
         Ok(())
+    }
+
+    /// Queues the first messages of a fan-out batch (`socket/fanout.rs`), as
+    /// many as the high-water mark leaves room for, and writes them. `batch`
+    /// holds whole encoded messages shared with the other subscribers;
+    /// message `k` ends at `ends[k]`. Messages past the mark are dropped for
+    /// this subscriber, as a PUB drops them one by one. Never for a sealed
+    /// queue (its frames must be sealed one by one).
+    pub(crate) fn offer_batch(&self, batch: &Bytes, ends: &[usize]) {
+        let mut st = self.lock();
+        debug_assert!(st.sealer.is_none(), "a fan-out batch for a CURVE queue");
+        if st.broken.is_some() || ends.is_empty() {
+            return;
+        }
+        let n = ends.len().min(self.hwm.saturating_sub(st.msgs));
+        if n < ends.len() {
+            st.was_full = true;
+        }
+        if n == 0 {
+            return;
+        }
+        let frames = if n == ends.len() {
+            batch.clone()
+        } else {
+            batch.slice(..ends[n - 1])
+        };
+        st.sent_any = true;
+        st.buf.push_encoded(frames);
+        st.msgs += n;
+        st.appended += n as u64;
+        // While the kernel is full this only queues: the I/O thread writes
+        // when the connection is writable again, then as much as the kernel
+        // has room for. Tried at each batch instead, a slow subscriber's
+        // queue went out in writes as small as the room each found, and its
+        // reader paid for every one of them.
+        self.write_now(&mut st);
+    }
+
+    /// Whether what is queued is sealed (CURVE).
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.lock().sealer.is_some()
     }
 
     /// Queues a command (SUBSCRIBE, CANCEL, PONG, PING, ERROR) or a message the

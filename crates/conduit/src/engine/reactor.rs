@@ -30,6 +30,7 @@ use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::socket::core::Core;
 use crate::socket::events::SocketEvent;
+use crate::socket::fanout::{TailLook, Watch};
 use crate::transport::Listen;
 use crate::transport::socket::SocketStream;
 
@@ -53,6 +54,9 @@ pub(crate) enum Task {
     Disconnect { core: Arc<Core>, endpoint: String },
     /// A sender queued the start of a batch: write it once the burst pauses.
     TailFlush(ConnId),
+    /// A PUB (by socket id) began a batch while streaming, which stood at
+    /// the `Watch` then: hand it out once the burst pauses.
+    FanoutTail(u64, Watch),
     /// The kernel would not take all that is queued: write it when it can.
     Writable(ConnId),
     /// The socket has room for this peer's messages again.
@@ -432,6 +436,16 @@ impl Reactor {
                     },
                 );
             }
+            Task::FanoutTail(socket, seen) => {
+                self.timers.add(
+                    now + TAIL_WAIT,
+                    Timer::Fanout {
+                        socket,
+                        seen,
+                        wait_us: TAIL_WAIT.as_micros() as u32,
+                    },
+                );
+            }
             Task::Writable(id) => {
                 if self.conn_mut(id).is_some() {
                     self.flush(id.token);
@@ -580,6 +594,35 @@ impl Reactor {
                 self.flush(token);
             }
             Timer::Tails { queued, wait_us } => self.look_at_tails(queued, wait_us, now),
+            Timer::Fanout {
+                socket,
+                seen,
+                wait_us,
+            } => {
+                let Some(entry) = self.sockets.get(&socket) else {
+                    return;
+                };
+                let wait = Duration::from_micros(wait_us.into());
+                let look = entry.core.look_at_fanout_tail(seen, wait >= TAIL_WAIT_MAX);
+                if let TailLook::Again(seen) = look {
+                    // The sender is at work: look again later, less often,
+                    // as for a queue's tail; a new batch starts from the
+                    // shortest wait.
+                    let wait = if seen.fresh {
+                        TAIL_WAIT
+                    } else {
+                        (wait * 2).min(TAIL_WAIT_MAX)
+                    };
+                    self.timers.add(
+                        now + wait,
+                        Timer::Fanout {
+                            socket,
+                            seen,
+                            wait_us: wait.as_micros() as u32,
+                        },
+                    );
+                }
+            }
             Timer::Handshake((token, serial)) => {
                 let id = ConnId { token, serial };
                 let Some(conn) = self.conn_mut(id) else {

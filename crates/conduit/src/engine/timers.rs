@@ -17,6 +17,7 @@ use rustix::time::{
 };
 
 use super::out::ConnId;
+use crate::socket::fanout::Watch;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,6 +32,13 @@ pub(crate) enum Timer {
     /// (`Reactor::look_at_tails`): the sender had queued `queued` messages
     /// when this was set.
     Tails { queued: u64, wait_us: u32 },
+    /// Look at the tail of socket `socket`'s PUB batch (`socket/fanout.rs`),
+    /// which stood at `seen` at the last look.
+    Fanout {
+        socket: u64,
+        seen: Watch,
+        wait_us: u32,
+    },
     /// A handshake's deadline.
     Handshake((usize, u64)),
     /// A heartbeat is due (PING to send, or silence to judge).

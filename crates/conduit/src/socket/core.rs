@@ -13,13 +13,14 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
 use bytes::Bytes;
 use conduit_proto::{Message, PeerInfo, SocketType, SubscriptionMessage, Subscriptions};
 
 use super::events::SocketEvent;
+use super::fanout::{Fanout, TailLook, Watch};
 use super::options::SocketOptions;
 use crate::engine::outlet::Outlet;
 use crate::engine::{Doorbell, Reactor, Task};
@@ -114,6 +115,8 @@ pub(crate) struct State {
     pub(crate) send_watchers: usize,
     /// Bumped by every change an application thread may wait for.
     pub(crate) changes: u64,
+    /// PUB and XPUB: the batch shared by the subscribers to every topic.
+    pub(crate) fanout: Fanout,
 }
 
 impl State {
@@ -122,11 +125,13 @@ impl State {
     }
 
     fn push_slot(&mut self, slot: Slot) {
+        self.fanout.invalidate();
         self.index.insert(slot.peer.id, self.peers.len());
         self.peers.push(slot);
     }
 
     fn remove_slot(&mut self, i: usize) {
+        self.fanout.invalidate();
         let slot = self.peers.swap_remove(i);
         self.index.remove(&slot.peer.id);
         if let Some(moved) = self.peers.get(i) {
@@ -575,6 +580,24 @@ impl Core {
         self.doorbell.wake_driver();
     }
 
+    /// The I/O thread's look at the tail of a PUB's batch (`Task::FanoutTail`).
+    /// A sender holding the lock is at work (handing out a batch takes a
+    /// write per subscriber, longer than the look's wait), which is not the
+    /// pause a tail waits for: look again later rather than wait for it.
+    pub(crate) fn look_at_fanout_tail(&self, seen: Watch, overdue: bool) -> TailLook {
+        let mut st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return TailLook::Again(Watch {
+                    fresh: false,
+                    ..seen
+                });
+            }
+        };
+        st.fanout.look_at_tail(seen, overdue)
+    }
+
     /// The I/O thread closed everything of this socket's.
     pub(crate) fn io_closed(&self, lingering: Vec<(Arc<SocketStream>, bool)>) {
         let mut st = self.lock();
@@ -650,6 +673,7 @@ impl Core {
         let Some(i) = st.slot(peer_id) else {
             return;
         };
+        st.fanout.invalidate();
         st.peers[i].gone = true;
         let routing_id = st.peers[i].peer.routing_id.clone();
         if self.kind == SocketType::Router && st.routing.get(&routing_id) == Some(&peer_id) {
@@ -799,6 +823,11 @@ impl Core {
     ) -> Result<(), Error> {
         // Counted per peer, as ZMTP 3.1 says.
         let limits = self.options.subscription_limits;
+        let (SubscriptionMessage::Subscribe(t) | SubscriptionMessage::Cancel(t)) = &sub;
+        if t.is_empty() {
+            // May make the peer take every message, or stop.
+            st.fanout.invalidate();
+        }
         let changed_for_peer = match &sub {
             SubscriptionMessage::Subscribe(t) => st.peers[i].subscriptions.add_within(t, limits)?,
             SubscriptionMessage::Cancel(t) => st.peers[i].subscriptions.remove(t),

@@ -2,6 +2,7 @@
 
 pub(crate) mod core;
 pub(crate) mod events;
+pub(crate) mod fanout;
 mod options;
 mod routing;
 
@@ -557,6 +558,8 @@ fn shutdown(core: &Arc<Core>) -> Result<(), Error> {
         if st.closing {
             return Ok(());
         }
+        // What a PUB batched goes to the queues, which closing writes.
+        st.fanout.hand_out();
         st.closing = true;
         core.app.notify_all();
         core.notify_app(&mut st);

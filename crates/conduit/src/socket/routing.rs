@@ -52,7 +52,11 @@ pub(crate) fn send(core: &Core, msg: Message, wait: Wait) -> Result<(), SendFail
         SocketType::Rep => send_reply(st, msg),
         SocketType::Router => send_routed(core, st, msg, wait),
         SocketType::Pub | SocketType::XPub => {
-            distribute(&st, &msg, true);
+            // To every peer subscribed to it, dropped for those at their
+            // high-water mark: a slow subscriber never holds up the others.
+            let mut guard = st;
+            let st = &mut *guard;
+            st.fanout.publish(&st.peers, &msg, &core.doorbell, core.id);
             Ok(())
         }
         SocketType::XSub => send_upstream(core, st, msg),
@@ -95,15 +99,12 @@ fn load_balance<'a>(
     }
 }
 
-/// To every peer (PUB: every peer subscribed to the message), dropping it for
-/// peers at their high-water mark: a slow subscriber never holds up the others.
-fn distribute(st: &State, msg: &Message, filter: bool) {
-    let topic = msg.first().map_or(&[][..], |f| &f[..]);
+/// To every peer, as it is (XSUB's messages upstream), dropping it for peers
+/// at their high-water mark: a slow peer never holds up the others.
+fn distribute(st: &State, msg: &Message) {
     for slot in Core::live_peers(st) {
-        if !filter || slot.subscriptions.matches(topic) {
-            // Refused (at its high-water mark, or broken): dropped for this peer.
-            let _ = slot.peer.out.offer_ref(msg);
-        }
+        // Refused (at its high-water mark, or broken): dropped for this peer.
+        let _ = slot.peer.out.offer_ref(msg);
     }
 }
 
@@ -196,7 +197,7 @@ fn send_upstream(core: &Core, mut st: MutexGuard<'_, State>, msg: Message) -> Re
         Some(sub) => {
             change_subscription(core, &mut st, sub);
         }
-        None => distribute(&st, &msg, false),
+        None => distribute(&st, &msg),
     }
     Ok(())
 }

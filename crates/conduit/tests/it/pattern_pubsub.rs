@@ -325,3 +325,187 @@ fn a_burst_to_many_subscribers_reaches_each_whole() {
         }
     }
 }
+
+/// The messages `sub` receives until `last` (inclusive), as strings.
+fn recv_until(sub: &Socket, last: &str, what: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let m = sub
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{what}: after {} messages: {e}", got.len()));
+        let s = String::from_utf8(m.concat().to_vec()).unwrap();
+        let done = s == last;
+        got.push(s);
+        if done {
+            return got;
+        }
+    }
+}
+
+/// The numbered messages a burst publishes: topics `a` and `b` in turn, and
+/// every 97th large (past the size the publisher batches), so that large
+/// ones fall between and inside batches.
+fn burst_message(i: usize) -> String {
+    let topic = if i % 2 == 0 { "a" } else { "b" };
+    let pad = if i % 97 == 0 { 20_000 } else { 0 };
+    format!("{topic}{i:05}{}", "-".repeat(pad))
+}
+
+#[test]
+fn subscribers_to_every_topic_and_to_some_each_get_theirs_in_order() {
+    // Subscribers to every topic over tcp and ipc take a PUB's shared batch;
+    // a topic subscriber and an inproc one are offered each message; all
+    // must see exactly their messages in the order sent, across whole
+    // batches, the I/O thread's tails and a send after a pause.
+    const BURST: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let publisher = socket(SocketType::Pub);
+    let tcp = publisher.bind("tcp://127.0.0.1:*").unwrap().to_string();
+    let ipc = publisher
+        .bind(&endpoint("ipc", &dir, "mixed"))
+        .unwrap()
+        .to_string();
+    let inproc = format!("inproc://mixed-{}", std::process::id());
+    publisher.bind(&inproc).unwrap();
+    let subscriber = |ep: &str, topic: &str| {
+        let sub = socket(SocketType::Sub);
+        sub.subscribe(topic).unwrap();
+        sub.connect(ep).unwrap();
+        sub
+    };
+    let all_tcp = subscriber(&tcp, "");
+    let all_ipc = subscriber(&ipc, "");
+    let only_a = subscriber(&tcp, "a");
+    let all_inproc = subscriber(&inproc, "");
+    let subs = [&all_tcp, &all_ipc, &only_a, &all_inproc];
+    sync_all(&publisher, &subs, "a-probe");
+    let sent: Vec<String> = (0..BURST + 3).map(burst_message).collect();
+    let wanted_a: Vec<String> = sent
+        .iter()
+        .filter(|m| m.starts_with('a'))
+        .cloned()
+        .collect();
+    // Each read as it arrives (a subscriber left unread would drop messages
+    // at its high-water mark, as it should).
+    std::thread::scope(|scope| {
+        let readers: Vec<_> = [
+            (&all_tcp, "tcp", &sent),
+            (&all_ipc, "ipc", &sent),
+            (&all_inproc, "inproc", &sent),
+            (&only_a, "topic a", &wanted_a),
+        ]
+        .into_iter()
+        .map(|(sub, what, wanted)| {
+            scope.spawn(move || {
+                let got = recv_until(sub, wanted.last().unwrap(), what);
+                assert!(
+                    &got == wanted,
+                    "{what}: {} messages, not those sent",
+                    got.len()
+                );
+            })
+        })
+        .collect();
+        for m in &sent[..BURST] {
+            publisher.send(m.as_str()).unwrap();
+        }
+        // A pause, then a short burst, the tail of which must arrive too.
+        std::thread::sleep(Duration::from_millis(20));
+        for m in &sent[BURST..] {
+            publisher.send(m.as_str()).unwrap();
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn a_publisher_closed_right_after_a_burst_delivers_all_of_it() {
+    // The end of a burst waits in the PUB's batch for the sender to pause;
+    // closing must send it, not drop it.
+    const BURST: usize = 300;
+    let publisher = socket(SocketType::Pub);
+    let ep = publisher.bind("tcp://127.0.0.1:*").unwrap().to_string();
+    let sub = socket(SocketType::Sub);
+    sub.subscribe("").unwrap();
+    sub.connect(&ep).unwrap();
+    sync(&publisher, &sub, "probe");
+    for i in 0..BURST {
+        publisher.send(format!("m{i}")).unwrap();
+    }
+    publisher.close().unwrap();
+    for i in 0..BURST {
+        let m = sub
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("got {i} of {BURST}: {e}"));
+        assert_eq!(m.concat(), format!("m{i}").as_bytes());
+    }
+}
+
+#[test]
+fn a_subscriber_narrowing_its_topics_mid_stream_keeps_its_order() {
+    // From every topic (the shared batch) to one (offered message by
+    // message) and back while the publisher streams: no message twice, none
+    // out of order, and after each change has reached the publisher, only
+    // what the subscriber asked for.
+    let publisher = socket(SocketType::Pub);
+    let ep = publisher.bind("tcp://127.0.0.1:*").unwrap().to_string();
+    let sub = socket(SocketType::Sub);
+    sub.subscribe("").unwrap();
+    sub.connect(&ep).unwrap();
+    sync(&publisher, &sub, "a-probe");
+    let mut seq = 0usize;
+    let mut burst = |n: usize| {
+        for _ in 0..n {
+            publisher.send(burst_message(seq).as_str()).unwrap();
+            seq += 1;
+        }
+        // The change's probe: a topic-a message after the burst.
+        publisher.send(format!("a-end{seq}")).unwrap();
+        format!("a-end{seq}")
+    };
+    let mut received = Vec::new();
+    let end = burst(700);
+    received.extend(recv_until(&sub, &end, "all topics"));
+    sub.subscribe("a").unwrap();
+    sub.unsubscribe("").unwrap();
+    // Wait until a b message no longer comes through: the change is in force.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        publisher.send("b-probe").unwrap();
+        publisher.send("a-probe").unwrap();
+        let mut saw_b = false;
+        while let Ok(m) = sub.recv_timeout(Duration::from_millis(20)) {
+            saw_b |= m.concat().starts_with(b"b-probe");
+        }
+        if !saw_b {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cancellation never arrived");
+    }
+    let end = burst(700);
+    let narrowed = recv_until(&sub, &end, "topic a");
+    assert!(
+        narrowed.iter().all(|m| m.starts_with('a')),
+        "a b message after the change"
+    );
+    received.extend(narrowed);
+    sub.subscribe("").unwrap();
+    sync(&publisher, &sub, "b-probe");
+    let end = burst(700);
+    received.extend(recv_until(&sub, &end, "all topics again"));
+    // Numbered messages only (the probes are not): strictly increasing.
+    let numbered: Vec<usize> = received
+        .iter()
+        .filter(|m| !m.contains("-end") && !m.contains("probe"))
+        .map(|m| m[1..6].parse().unwrap())
+        .collect();
+    assert!(
+        numbered.windows(2).all(|w| w[0] < w[1]),
+        "a message twice or out of order"
+    );
+    // Whole where the subscriber took every topic: the first and last bursts.
+    assert!(numbered.starts_with(&(0..700).collect::<Vec<_>>()));
+    assert!(numbered.ends_with(&(1400..2100).collect::<Vec<_>>()));
+}
