@@ -20,10 +20,14 @@ use crate::transport::{Transport, Wait};
 /// of small messages costs one system call per several hundred of them. A
 /// large frame's body is read into a buffer of its own, all that is missing at
 /// once (`Decoder::large_body`).
-const READ_CHUNK: usize = 64 << 10;
+pub(crate) const READ_CHUNK: usize = 64 << 10;
 
 /// Below this much free space, grow the buffer before reading.
 const MIN_SPARE: usize = 4 << 10;
+
+/// The least a read into an empty buffer asks for (see `Conn::first_read`):
+/// small enough that the allocator serves it from its per-thread cache.
+pub(crate) const FIRST_READ_MIN: usize = 1 << 10;
 
 thread_local! {
     /// Messages this thread has taken from conduit: see [`received_here`].
@@ -135,17 +139,21 @@ impl State {
 
 /// Reads once with `read`: into the body of a large frame the decoder has
 /// under way, no further than its end (`Decoder::large_body`), else into
-/// `buf`'s spare capacity, grown first when little is left. Says how much was
+/// `buf`'s spare capacity, grown first when little is left: by `first` when
+/// `buf` has no memory yet, by [`READ_CHUNK`] otherwise. Says how much was
 /// read and whether that was less than asked for (the kernel had no more).
 pub(crate) fn read_once(
     decoder: &mut Decoder,
     buf: &mut BytesMut,
+    first: usize,
     read: impl FnOnce(&mut [MaybeUninit<u8>]) -> io::Result<usize>,
 ) -> io::Result<(usize, bool)> {
     let (buf, most) = match decoder.large_body() {
         Some(large) => large,
         None => {
-            if buf.capacity() - buf.len() < MIN_SPARE {
+            if buf.capacity() == 0 {
+                buf.reserve(first);
+            } else if buf.capacity() - buf.len() < MIN_SPARE {
                 buf.reserve(READ_CHUNK);
             }
             (buf, usize::MAX)
@@ -200,7 +208,7 @@ impl Reader {
     /// Reads once into the spare capacity of the buffer (or of a large body
     /// under way); `Ok(0)` is the end of stream.
     fn fill(&self, st: &mut State, wait: Wait) -> io::Result<usize> {
-        let (n, _) = read_once(&mut st.decoder, &mut st.buf, |spare| {
+        let (n, _) = read_once(&mut st.decoder, &mut st.buf, READ_CHUNK, |spare| {
             self.transport.read(spare, wait)
         })?;
         if n > 0 {

@@ -45,7 +45,9 @@ pub enum Item {
 /// Turns a byte stream into [`Item`]s, whatever the split points of the input.
 ///
 /// Like tokio-util's codecs: `decode` returns `Ok(None)` when it needs more bytes
-/// (having reserved room for them in `src`), and an error when the stream is corrupt.
+/// (having reserved room in `src` for the rest of a frame it has begun; the
+/// caller reserves room before reading into an empty `src`), and an error when
+/// the stream is corrupt.
 /// Sizes read from the wire are checked against the limits before any memory is
 /// reserved for them.
 ///
@@ -143,7 +145,13 @@ impl Decoder {
         }
         loop {
             let Some((header, header_len)) = FrameHeader::parse(src)? else {
-                src.reserve(MAX_HEADER_LEN);
+                // Room for the rest of a header begun; none for one not begun:
+                // the messages just split off still share this buffer, so a
+                // reservation here would allocate a whole new one per read, which
+                // the reader (`read_once`) then drops unused when the peer is idle.
+                if !src.is_empty() {
+                    src.reserve(MAX_HEADER_LEN);
+                }
                 return Ok(None);
             };
             if header.command {

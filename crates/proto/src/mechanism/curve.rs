@@ -695,7 +695,13 @@ impl Opener {
     pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Item>, ProtocolError> {
         loop {
             let Some((header, header_len)) = FrameHeader::parse(src)? else {
-                src.reserve(MAX_HEADER_LEN);
+                // Room for the rest of a header begun; none for one not begun:
+                // the messages just split off still share this buffer, so a
+                // reservation here would allocate a whole new one per read, which
+                // the reader (`read_once`) then drops unused when the peer is idle.
+                if !src.is_empty() {
+                    src.reserve(MAX_HEADER_LEN);
+                }
                 return Ok(None);
             };
             // Commands too: a MESSAGE's box hides what it carries until
