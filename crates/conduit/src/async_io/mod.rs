@@ -20,7 +20,10 @@
 //!   and no listener has that connection read without its `epoll_wait`
 //!   (`Reactor::read_sole`). Waiting on the reactor alone would lose
 //!   wake-ups: another thread stepping it consumes the event before tokio's
-//!   nested epoll looks, so the eventfd stays.
+//!   nested epoll looks, so the eventfd stays. One wait at a time (per
+//!   adapter) watches the descriptors through tokio's reader slot, which
+//!   costs fewer locks but keeps one waker; any other wait at the same time
+//!   goes through tokio's waiter list, and tokio wakes both.
 //! - [`AsyncChannel`]: a channel has no I/O thread; its connection is the
 //!   descriptor. Its receive waits on that descriptor's readability after the
 //!   channel's own buffer is found empty; its send waits on writability.

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -103,6 +104,9 @@ struct Shared {
     /// the I/O thread, which would then have to wake tokio (a thread switch
     /// per message).
     reactor: AsyncFd<OwnedFd>,
+    /// Held by the one wait (of any task, receive or send) that watches
+    /// these descriptors through tokio's reader slots (see [`first_ready`]).
+    slot: AtomicBool,
 }
 
 impl Shared {
@@ -135,7 +139,7 @@ impl Shared {
         if watch.had_message {
             return Ok(());
         }
-        match first_ready(&self.readable, &self.reactor).await {
+        match first_ready(&self.slot, &self.readable, &self.reactor).await {
             Either::First(guard) => {
                 let mut guard = guard.map_err(wait_error)?;
                 // Queued now: the caller's next try_recv takes it. Otherwise
@@ -168,7 +172,7 @@ impl Shared {
         // Every signal of the send eventfd is a write, so a new edge; its
         // counter is never read here (see `Socket::count_send_waiter`).
         // Reactor readiness: room may have come once it is stepped.
-        let guard = match first_ready(&self.writable, &self.reactor).await {
+        let guard = match first_ready(&self.slot, &self.writable, &self.reactor).await {
             Either::First(g) | Either::Second(g) => g,
         };
         guard.map_err(wait_error)?.clear_ready();
@@ -233,17 +237,115 @@ enum Either<A, B> {
     Second(B),
 }
 
+/// A readiness guard of one of the socket's descriptors.
+type Ready<'a> = std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, OwnedFd>>;
+
 /// Waits until either descriptor is readable (the first when both are).
-/// Through `readable()`, which keeps a waker per waiting task, not
-/// `poll_read_ready`, which keeps only the last one: several tasks may share
-/// a socket.
-async fn first_ready<'a>(
+///
+/// The one wait that holds the socket's [`Shared::slot`] waits through
+/// `poll_read_ready`: tokio's reader slot per descriptor, a readiness check
+/// and, while not ready, a lock to store the waker, nothing to undo when the
+/// wait ends. That slot keeps only the last waker, so every other wait at the
+/// same time (several tasks share a socket) goes through `readable()`,
+/// tokio's list of waiters: a lock on every poll and another to leave the
+/// list. A readiness event wakes the slot and the whole list, so neither kind
+/// of waiter misses it; both hand back the same guard, whose `clear_ready`
+/// clears only readiness of the tick it saw.
+fn first_ready<'a>(
+    slot: &'a AtomicBool,
     a: &'a AsyncFd<OwnedFd>,
     b: &'a AsyncFd<OwnedFd>,
-) -> Either<
-    std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, OwnedFd>>,
-    std::io::Result<tokio::io::unix::AsyncFdReadyGuard<'a, OwnedFd>>,
-> {
+) -> FirstReady<'a> {
+    FirstReady {
+        a,
+        b,
+        how: How::Start(slot),
+    }
+}
+
+struct FirstReady<'a> {
+    a: &'a AsyncFd<OwnedFd>,
+    b: &'a AsyncFd<OwnedFd>,
+    how: How<'a>,
+}
+
+enum How<'a> {
+    /// Not polled yet: the slot is claimed (or not) on the first poll, so a
+    /// future that is never polled holds nothing.
+    Start(&'a AtomicBool),
+    /// This wait holds the reader slots until it completes or is dropped.
+    Slot {
+        _claim: SlotClaim<'a>,
+    },
+    /// Another wait holds them: tokio's waiter lists (boxed: their futures
+    /// are not `Unpin`, and this is the uncommon case).
+    Listed(ListedWait<'a>),
+    Done,
+}
+
+type ListedWait<'a> =
+    Pin<Box<dyn Future<Output = Either<Ready<'a>, Ready<'a>>> + Send + Sync + 'a>>;
+
+impl<'a> Future for FirstReady<'a> {
+    type Output = Either<Ready<'a>, Ready<'a>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.how {
+                How::Start(slot) => {
+                    this.how = match SlotClaim::take(slot) {
+                        Some(claim) => How::Slot { _claim: claim },
+                        None => How::Listed(Box::pin(first_ready_listed(this.a, this.b))),
+                    };
+                }
+                How::Slot { .. } => {
+                    let r = if let Poll::Ready(r) = this.a.poll_read_ready(cx) {
+                        Either::First(r)
+                    } else if let Poll::Ready(r) = this.b.poll_read_ready(cx) {
+                        Either::Second(r)
+                    } else {
+                        return Poll::Pending;
+                    };
+                    // Released now, not when the caller drops this future:
+                    // its next wait may claim the slot again.
+                    this.how = How::Done;
+                    return Poll::Ready(r);
+                }
+                How::Listed(wait) => {
+                    let r = ready!(wait.as_mut().poll(cx));
+                    this.how = How::Done;
+                    return Poll::Ready(r);
+                }
+                How::Done => panic!("FirstReady polled after it completed"),
+            }
+        }
+    }
+}
+
+/// The claim on a socket's reader slots; released when dropped.
+struct SlotClaim<'a>(&'a AtomicBool);
+
+impl<'a> SlotClaim<'a> {
+    fn take(slot: &'a AtomicBool) -> Option<SlotClaim<'a>> {
+        slot.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| SlotClaim(slot))
+    }
+}
+
+impl Drop for SlotClaim<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// [`first_ready`] for a wait that does not hold the slots: through
+/// `readable()`, which keeps a waker per waiting task.
+async fn first_ready_listed<'a>(
+    a: &'a AsyncFd<OwnedFd>,
+    b: &'a AsyncFd<OwnedFd>,
+) -> Either<Ready<'a>, Ready<'a>> {
     let mut fa = std::pin::pin!(a.readable());
     let mut fb = std::pin::pin!(b.readable());
     std::future::poll_fn(|cx| {
@@ -324,6 +426,7 @@ impl AsyncSocket {
                 readable,
                 writable,
                 reactor,
+                slot: AtomicBool::new(false),
             }),
             next: None,
             sink: SinkState::default(),

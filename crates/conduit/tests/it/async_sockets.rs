@@ -741,6 +741,55 @@ async fn tasks_sharing_one_socket_receive_each_message_once() {
     assert_eq!(all, (0..N).collect::<Vec<_>>());
 }
 
+/// Two tasks waiting on one socket at once: one wait holds tokio's reader
+/// slots (which keep a single waker), the other is in tokio's waiter list.
+/// Both must be woken; a waiter whose wake-up went to the other task would
+/// wait for a message that never comes. Each task tells when its receive
+/// first waits, so the messages are sent only once both are waiting.
+#[tokio::test(flavor = "current_thread")]
+async fn two_tasks_waiting_on_one_socket_at_once_both_receive() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let (push, pull) = push_pull(&dir, 1000).await;
+    let pull = Arc::new(pull);
+    for round in 0..50 {
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let taker = |pull: Arc<AsyncSocket>, waiting: Arc<AtomicUsize>| async move {
+            let mut recv = std::pin::pin!(pull.recv());
+            let mut counted = false;
+            std::future::poll_fn(|cx| {
+                let r = recv.as_mut().poll(cx);
+                if r.is_pending() && !counted {
+                    counted = true;
+                    waiting.fetch_add(1, Ordering::SeqCst);
+                }
+                r
+            })
+            .await
+        };
+        let a = tokio::spawn(taker(pull.clone(), waiting.clone()));
+        let b = tokio::spawn(taker(pull.clone(), waiting.clone()));
+        within("both receives waiting", async {
+            while waiting.load(Ordering::SeqCst) < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await;
+        push.send(format!("{round}a")).await.unwrap();
+        push.send(format!("{round}b")).await.unwrap();
+        let both = tokio::time::timeout(Duration::from_secs(5), async {
+            (a.await.unwrap(), b.await.unwrap())
+        });
+        let (x, y) = both
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: a waiting receive was not woken"));
+        let mut got = [text(&x.unwrap()), text(&y.unwrap())];
+        got.sort();
+        assert_eq!(got, [format!("{round}a"), format!("{round}b")]);
+    }
+}
+
 #[test]
 fn async_broker_example_routes_every_request() {
     let out = run_example("async_broker");
