@@ -16,6 +16,17 @@ pub trait Link {
     /// Receives one message and sends that same message back; `false` when the peer
     /// closed.
     fn echo(&mut self) -> Result<bool>;
+
+    /// The measuring end of a ping-pong ([`ping_pong`]). An implementation
+    /// whose users run such a loop as one task (the async socket) runs it so.
+    fn ping_pong(&mut self, size: usize, timing: &Timing) -> Result<RoundTrips> {
+        ping_pong(self, size, timing)
+    }
+
+    /// The echoing end of a ping-pong ([`echo`]), likewise.
+    fn echo_all(&mut self) -> Result<()> {
+        echo(self)
+    }
 }
 
 /// Round-trip times of one run, in nanoseconds, sorted.
@@ -23,6 +34,12 @@ pub trait Link {
 pub struct RoundTrips(Vec<u64>);
 
 impl RoundTrips {
+    /// From the times measured, in nanoseconds, in any order.
+    pub fn from_times(mut times: Vec<u64>) -> RoundTrips {
+        times.sort_unstable();
+        RoundTrips(times)
+    }
+
     pub fn median_us(&self) -> f64 {
         self.quantile_us(0.5)
     }
@@ -44,8 +61,12 @@ impl RoundTrips {
 }
 
 /// The measuring end of a ping-pong: sends, waits for the echo, records the time.
-pub fn ping_pong(link: &mut dyn Link, size: usize, timing: &Timing) -> Result<RoundTrips> {
-    let round_trip = |link: &mut dyn Link| -> Result<()> {
+pub fn ping_pong<L: Link + ?Sized>(
+    link: &mut L,
+    size: usize,
+    timing: &Timing,
+) -> Result<RoundTrips> {
+    let round_trip = |link: &mut L| -> Result<()> {
         link.send()?;
         match link.recv()? {
             Some(n) if n == size => Ok(()),
@@ -69,12 +90,11 @@ pub fn ping_pong(link: &mut dyn Link, size: usize, timing: &Timing) -> Result<Ro
         }
         t0 = t1;
     }
-    times.sort_unstable();
-    Ok(RoundTrips(times))
+    Ok(RoundTrips::from_times(times))
 }
 
 /// The other end of a ping-pong: echoes until the measuring end closes.
-pub fn echo(link: &mut dyn Link) -> Result<()> {
+pub fn echo<L: Link + ?Sized>(link: &mut L) -> Result<()> {
     while link.echo()? {}
     Ok(())
 }

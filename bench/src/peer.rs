@@ -131,7 +131,7 @@ pub fn run(args: PeerArgs) -> Result<()> {
     }
     let result = match (case.mode, args.role) {
         (Mode::Lat, Role::Local) => {
-            let rtt = measure::ping_pong(&mut *link, case.size, &timing)?;
+            let rtt = link.ping_pong(case.size, &timing)?;
             Some(format!(
                 "result lat {} {} {}",
                 rtt.median_us(),
@@ -142,7 +142,7 @@ pub fn run(args: PeerArgs) -> Result<()> {
         (Mode::Lat, Role::Remote) => {
             // Ends when the measuring end exits, by a close or a reset; anything
             // wrong before that, the measuring end reports.
-            let _ = measure::echo(&mut *link);
+            let _ = link.echo_all();
             None
         }
         (Mode::Thr, Role::Local) => {
