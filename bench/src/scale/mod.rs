@@ -125,6 +125,12 @@ pub struct ScaleRow {
     /// echo: every round after the first, warm-up included, in ms.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rounds_ms: Vec<f64>,
+    /// echo: the server's CPU time (user and system) over the timed rounds;
+    /// fanout: over the stream. With the clients on the other of two cores,
+    /// the time of a round can be theirs: this is the server's own cost.
+    pub server_cpu_s: Option<f64>,
+    /// echo: `server_cpu_s` per message of the timed rounds, in µs.
+    pub server_cpu_per_msg_us: Option<f64>,
 }
 
 impl ScaleRow {
@@ -143,6 +149,8 @@ impl ScaleRow {
             note: String::new(),
             rounds_ms: Vec::new(),
             round_range_ms: None,
+            server_cpu_s: None,
+            server_cpu_per_msg_us: None,
         }
     }
 }
@@ -226,6 +234,7 @@ impl Group<'_> {
         let mut times = Vec::new();
         let mut all_rounds = Vec::new();
         let mut lost = (peers - got) as u64;
+        let mut cpu_before = None;
         if got < peers {
             let _ = write!(
                 note,
@@ -235,6 +244,9 @@ impl Group<'_> {
         } else {
             let warmup = self.plan.warmup_rounds as u64;
             for r in 1..=warmup + self.plan.rounds as u64 {
+                if r == warmup + 1 {
+                    cpu_before = proc::cpu_seconds(server.pid());
+                }
                 let (got, t) = Self::round(&mut clients, r, self.plan.round_timeout)?;
                 if got < peers {
                     lost += (peers - got) as u64;
@@ -248,6 +260,11 @@ impl Group<'_> {
             }
         }
         let mut row = ScaleRow::new("echo", imp, peers, sampler.max());
+        row.server_cpu_s = cpu_used(server.pid(), cpu_before);
+        row.server_cpu_per_msg_us = row
+            .server_cpu_s
+            .filter(|_| !times.is_empty())
+            .map(|cpu| cpu * 1e6 / (times.len() * peers) as f64);
         row.first_s = Some(first.as_secs_f64());
         if !times.is_empty() {
             row.round_ms = Some(crate::measure::median(&mut times));
@@ -305,6 +322,7 @@ impl Group<'_> {
                 }
             }
         }
+        let cpu_before = proc::cpu_seconds(server.pid());
         let start = Instant::now();
         server.send(&format!("go {}", plan.messages))?;
         let by = start + plan.fanout_timeout;
@@ -338,6 +356,7 @@ impl Group<'_> {
         let total: u64 = received.iter().sum();
         let elapsed = start.elapsed();
         let mut row = ScaleRow::new("fanout", imp, plan.subscribers, sampler.max());
+        row.server_cpu_s = cpu_used(server.pid(), cpu_before);
         row.first_s = Some(elapsed.as_secs_f64());
         row.lost = plan.subscribers as u64 * plan.messages
             - total.min(plan.subscribers as u64 * plan.messages);
@@ -496,6 +515,11 @@ fn show(r: &ScaleRow) -> String {
     }
 }
 
+/// CPU seconds `pid` used since `before` (`None` if either look failed).
+fn cpu_used(pid: u32, before: Option<f64>) -> Option<f64> {
+    Some(proc::cpu_seconds(pid)? - before?)
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |v| format!("{v:.digits$}"))
 }
@@ -516,12 +540,12 @@ pub fn tables(rows: &[ScaleRow]) -> String {
     let echo: Vec<&ScaleRow> = rows.iter().filter(|r| r.case == "echo").collect();
     if !echo.is_empty() {
         out.push_str("### ROUTER echo, every peer one 64 B message per round\n\n");
-        out.push_str("| peers | server | threads | fds | peak RSS | first round (connecting) | median round | fastest-slowest | per message | lost | conduit/libzmq (round) | note |\n");
-        out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("| peers | server | threads | fds | peak RSS | first round (connecting) | median round | fastest-slowest | per message | server CPU per message | lost | conduit/libzmq (round) | conduit/libzmq (server CPU) | note |\n");
+        out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for r in echo {
             let _ = writeln!(
                 out,
-                "| {} | {:?} | {} | {} | {:.0} MiB | {:.2} s | {} ms | {} ms | {} µs | {} | {} | {} |",
+                "| {} | {:?} | {} | {} | {:.0} MiB | {:.2} s | {} ms | {} ms | {} µs | {} µs | {} | {} | {} | {} |",
                 r.peers,
                 r.imp,
                 r.threads,
@@ -532,8 +556,10 @@ pub fn tables(rows: &[ScaleRow]) -> String {
                 r.round_range_ms
                     .map_or("-".into(), |(a, b)| format!("{a:.1}-{b:.1}")),
                 opt(r.round_ms.map(|m| m * 1e3 / r.peers as f64), 1),
+                opt(r.server_cpu_per_msg_us, 1),
                 r.lost,
                 vs_libzmq(r, |r| r.round_ms),
+                vs_libzmq(r, |r| r.server_cpu_s),
                 r.note
             );
         }
@@ -542,19 +568,21 @@ pub fn tables(rows: &[ScaleRow]) -> String {
     let fan: Vec<&ScaleRow> = rows.iter().filter(|r| r.case == "fanout").collect();
     if !fan.is_empty() {
         out.push_str("### PUB to SUB connections, 64 B messages\n\n");
-        out.push_str("| subscribers | server | threads | peak RSS | time until all have all | lost | conduit/libzmq (time) | note |\n");
-        out.push_str("|---:|---|---:|---:|---:|---:|---:|---|\n");
+        out.push_str("| subscribers | server | threads | peak RSS | time until all have all | server CPU | lost | conduit/libzmq (time) | conduit/libzmq (server CPU) | note |\n");
+        out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
         for r in fan {
             let _ = writeln!(
                 out,
-                "| {} | {:?} | {} | {:.0} MiB | {} s | {} | {} | {} |",
+                "| {} | {:?} | {} | {:.0} MiB | {} s | {} s | {} | {} | {} | {} |",
                 r.peers,
                 r.imp,
                 r.threads,
                 r.rss_mib,
                 opt(r.first_s, 2),
+                opt(r.server_cpu_s, 2),
                 r.lost,
                 vs_libzmq(r, |r| r.first_s),
+                vs_libzmq(r, |r| r.server_cpu_s),
                 r.note
             );
         }

@@ -114,6 +114,21 @@ pub fn usage(pid: u32) -> Option<Usage> {
     })
 }
 
+/// CPU time a process has used so far, user and system, in seconds
+/// (`/proc/<pid>/stat`); `None` once the process is gone.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which may hold spaces, in parentheses: state is
+    // the first field, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
 /// Samples a process every 100 ms in a thread, keeping the maxima.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
