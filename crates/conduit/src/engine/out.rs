@@ -189,6 +189,9 @@ pub(crate) struct OutState {
     /// Messages ever appended while streaming, so the tail flush can tell a
     /// queue that is still growing.
     appended: u64,
+    /// Whole batches the sender wrote itself, so that the tail flush can
+    /// tell a queue that is the start of the next batch of a stream.
+    batches: u64,
     /// The I/O thread will look at the queue (a tail flush is scheduled, or it
     /// waits for the connection to become writable): no need to ask it again.
     io_pending: bool,
@@ -268,6 +271,7 @@ impl PeerOut {
                 sealer: None,
                 msgs: 0,
                 appended: 0,
+                batches: 0,
                 io_pending: false,
                 blocked: false,
                 was_full: false,
@@ -323,6 +327,7 @@ impl PeerOut {
             }
         } else if st.msgs >= self.batch_msgs || st.buf.len() >= BATCH_BYTES {
             self.write_now(&mut st);
+            st.batches += 1;
             pace::wrote_batch();
         } else if !st.io_pending {
             st.io_pending = true;
@@ -471,6 +476,10 @@ impl OutState {
 
     pub(crate) fn appended(&self) -> u64 {
         self.appended
+    }
+
+    pub(crate) fn batches(&self) -> u64 {
+        self.batches
     }
 
     pub(crate) fn set_io_pending(&mut self, on: bool) {

@@ -22,10 +22,12 @@ use crate::socket::fanout::Watch;
 /// What a timer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Timer {
-    /// Write a burst's tail if nothing was added since `appended`.
+    /// Write a burst's tail if nothing was added since `appended` (and no
+    /// whole batch written since `batches`).
     TailFlush {
         conn: (usize, u64),
         appended: u64,
+        batches: u64,
         wait_us: u32,
     },
     /// Look at the socket's tails of bursts when it has many
