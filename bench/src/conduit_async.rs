@@ -2,12 +2,11 @@
 //! single-threaded tokio program uses it: the same sockets as `conduit-socket`
 //! (PAIR for round trips, PUSH to PULL for streams, bound and connected the
 //! same way), made async on a current-thread runtime that the application
-//! thread owns. A round trip's two ends each run their loop as one task in one
-//! `block_on` (`Link::ping_pong`, `Link::echo_all`), as a tokio program does.
-//! A stream's sends and receives are polled once at once and go to a
-//! `block_on` of their own only when they must wait, which a stream seldom
-//! does. Either way the waiting task steps the socket's reactor itself, as
-//! the blocking `recv` does.
+//! thread owns. Each end runs its measuring loop (the loops of `measure.rs`,
+//! awaited) as one task in one `block_on` for the whole measurement, as a
+//! tokio program does: a wait parks the runtime and polls the task again. The
+//! waiting task steps the socket's reactor itself, as the blocking `recv`
+//! does.
 //!
 //! Current-thread rather than multi-thread: the async adapter needs no worker
 //! of its own (readiness comes from the socket's descriptors), and a
@@ -26,7 +25,7 @@ use tokio::runtime::Runtime;
 
 use crate::case::{Case, Role, Timing};
 use crate::conduit_impl::{closed_or, socket_end};
-use crate::measure::{Link, RoundTrips};
+use crate::measure::{self, Drained, Link, RoundTrips};
 use crate::peer::Meet;
 
 struct AsyncLink {
@@ -131,6 +130,58 @@ impl Link for AsyncLink {
                 this.socket.send(m).await?;
             }
             Ok(())
+        })
+    }
+
+    /// The loop of `measure::stream` as one task, likewise.
+    fn stream_all(&mut self) {
+        let this = &*self;
+        this.rt.block_on(async {
+            while this
+                .socket
+                .send(Message::from(this.payload.clone()))
+                .await
+                .is_ok()
+            {}
+        });
+    }
+
+    /// The loop of `measure::drain` as one task, likewise: the same stride
+    /// between looks at the clock, the same windows.
+    fn drain(&mut self, size: usize, timing: &Timing) -> Result<Drained> {
+        let this = &*self;
+        let stride = measure::stride(size);
+        let recv_counted = async |until: Instant| -> Result<(u64, Instant)> {
+            let mut n = 0u64;
+            loop {
+                for _ in 0..stride {
+                    match closed_or(this.socket.recv().await)? {
+                        Some(m) if m.byte_len() == size => {}
+                        Some(m) => bail!("received {} bytes, expected {size}", m.byte_len()),
+                        None => bail!("the sender closed"),
+                    }
+                }
+                n += stride;
+                let now = Instant::now();
+                if now >= until {
+                    return Ok((n, now));
+                }
+            }
+        };
+        this.rt.block_on(async {
+            let (mut total, mut t0) = recv_counted(Instant::now() + timing.warmup).await?;
+            let window = timing.measure / timing.windows.max(1);
+            let mut rates = Vec::new();
+            for _ in 0..timing.windows.max(1) {
+                let (n, t1) = recv_counted(t0 + window).await?;
+                total += n;
+                rates.push(n as f64 / (t1 - t0).as_secs_f64().max(1e-9));
+                t0 = t1;
+            }
+            Ok(Drained {
+                msgs_per_s: measure::median(&mut rates),
+                total,
+            })
         })
     }
 }

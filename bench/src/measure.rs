@@ -27,6 +27,16 @@ pub trait Link {
     fn echo_all(&mut self) -> Result<()> {
         echo(self)
     }
+
+    /// The sending end of a stream ([`stream`]), likewise.
+    fn stream_all(&mut self) {
+        stream(self)
+    }
+
+    /// The receiving end of a stream ([`drain`]), likewise.
+    fn drain(&mut self, size: usize, timing: &Timing) -> Result<Drained> {
+        drain(self, size, timing)
+    }
 }
 
 /// Round-trip times of one run, in nanoseconds, sorted.
@@ -100,7 +110,7 @@ pub fn echo<L: Link + ?Sized>(link: &mut L) -> Result<()> {
 }
 
 /// The sending end of a stream: sends until the receiver goes away.
-pub fn stream(link: &mut dyn Link) {
+pub fn stream<L: Link + ?Sized>(link: &mut L) {
     while link.send().is_ok() {}
 }
 
@@ -114,13 +124,17 @@ pub struct Drained {
     pub total: u64,
 }
 
+/// Messages received between two looks at the clock in [`drain`]: reading it
+/// per message would cost a fair part of a small message's budget, so it is
+/// read once per about 64 KiB of traffic.
+pub fn stride(size: usize) -> u64 {
+    ((64 << 10) / size.max(1)).clamp(1, 4096) as u64
+}
+
 /// The receiving end of a stream.
-pub fn drain(link: &mut dyn Link, size: usize, timing: &Timing) -> Result<Drained> {
-    // Reading the clock per message would cost a fair part of a small message's
-    // budget; read it once per about 64 KiB of traffic instead.
-    let stride = (64 << 10) / size.max(1);
-    let stride = stride.clamp(1, 4096) as u64;
-    let recv_counted = |link: &mut dyn Link, until: Instant| -> Result<(u64, Instant)> {
+pub fn drain<L: Link + ?Sized>(link: &mut L, size: usize, timing: &Timing) -> Result<Drained> {
+    let stride = stride(size);
+    let recv_counted = |link: &mut L, until: Instant| -> Result<(u64, Instant)> {
         let mut n = 0u64;
         loop {
             for _ in 0..stride {

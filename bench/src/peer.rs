@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::case::{Case, Cores, Impl, Mode, Role, Timing, Transport};
-use crate::measure::{self, Link};
+use crate::measure::Link;
 use crate::{conduit_async, conduit_impl, omq_impl, os, raw, rust_ipc, zmq_impl};
 
 /// What a process needs to reach the other end.
@@ -146,11 +146,11 @@ pub fn run(args: PeerArgs) -> Result<()> {
             None
         }
         (Mode::Thr, Role::Local) => {
-            let d = measure::drain(&mut *link, case.size, &timing)?;
+            let d = link.drain(case.size, &timing)?;
             Some(format!("result thr {} {}", d.msgs_per_s, d.total))
         }
         (Mode::Thr, Role::Remote) => {
-            measure::stream(&mut *link);
+            link.stream_all();
             None
         }
     };
