@@ -25,7 +25,7 @@ use tokio::runtime::Runtime;
 
 use crate::case::{Case, Role, Timing};
 use crate::conduit_impl::{closed_or, socket_end};
-use crate::measure::{self, Drained, Link, RoundTrips};
+use crate::measure::{self, Drained, Laps, Link, RoundTrips};
 use crate::peer::Meet;
 
 struct AsyncLink {
@@ -106,19 +106,13 @@ impl Link for AsyncLink {
             while start.elapsed() < timing.warmup {
                 this.round_trip(size).await?;
             }
-            let mut times = Vec::with_capacity(1 << 16);
-            let start = Instant::now();
-            let mut t0 = start;
+            let mut laps = Laps::start(timing.measure);
             loop {
                 this.round_trip(size).await?;
-                let t1 = Instant::now();
-                times.push((t1 - t0).as_nanos() as u64);
-                if t1 - start >= timing.measure {
-                    break;
+                if laps.lap() {
+                    return Ok(laps.finish());
                 }
-                t0 = t1;
             }
-            Ok(RoundTrips::from_times(times))
         })
     }
 

@@ -45,7 +45,7 @@ pub struct RoundTrips(Vec<u64>);
 
 impl RoundTrips {
     /// From the times measured, in nanoseconds, in any order.
-    pub fn from_times(mut times: Vec<u64>) -> RoundTrips {
+    fn from_times(mut times: Vec<u64>) -> RoundTrips {
         times.sort_unstable();
         RoundTrips(times)
     }
@@ -88,19 +88,46 @@ pub fn ping_pong<L: Link + ?Sized>(
     while start.elapsed() < timing.warmup {
         round_trip(link)?;
     }
-    let mut times = Vec::with_capacity(1 << 16);
-    let start = Instant::now();
-    let mut t0 = start;
+    let mut laps = Laps::start(timing.measure);
     loop {
         round_trip(link)?;
-        let t1 = Instant::now();
-        times.push((t1 - t0).as_nanos() as u64);
-        if t1 - start >= timing.measure {
-            break;
+        if laps.lap() {
+            return Ok(laps.finish());
         }
-        t0 = t1;
     }
-    Ok(RoundTrips::from_times(times))
+}
+
+/// The times of round trips made one after another, until a measurement's
+/// time has passed.
+pub struct Laps {
+    start: Instant,
+    last: Instant,
+    measure: Duration,
+    times: Vec<u64>,
+}
+
+impl Laps {
+    pub fn start(measure: Duration) -> Laps {
+        let start = Instant::now();
+        Laps {
+            start,
+            last: start,
+            measure,
+            times: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    /// Records the round trip that just ended; true once the time has passed.
+    pub fn lap(&mut self) -> bool {
+        let now = Instant::now();
+        self.times.push((now - self.last).as_nanos() as u64);
+        self.last = now;
+        now - self.start >= self.measure
+    }
+
+    pub fn finish(self) -> RoundTrips {
+        RoundTrips::from_times(self.times)
+    }
 }
 
 /// The other end of a ping-pong: echoes until the measuring end closes.
