@@ -409,7 +409,9 @@ fn subscribers_to_every_topic_and_to_some_each_get_theirs_in_order() {
         for m in &sent[..BURST] {
             publisher.send(m.as_str()).unwrap();
         }
-        // A pause, then a short burst, the tail of which must arrive too.
+        // The pause is what is tested (no event to wait for): past the
+        // burst window, the next send goes out at once, and the two after it
+        // make a tail for the I/O thread to hand out.
         std::thread::sleep(Duration::from_millis(20));
         for m in &sent[BURST..] {
             publisher.send(m.as_str()).unwrap();
